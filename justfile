@@ -1,0 +1,83 @@
+# minibox — run `just` to see the recipes.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+rootfs_dir := justfile_directory() / "build/rootfs"
+# Containers need root; recipes use sudo when you are not root.
+sudo := if `id -u` == "0" { "" } else { "sudo -E" }
+
+# List the recipes
+default:
+    @just --list --unsorted
+
+# Install what minibox needs on Debian/Ubuntu (busybox-static, stress, …)
+setup:
+    {{sudo}} apt-get update
+    {{sudo}} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        busybox-static stress util-linux iproute2 procps build-essential pkg-config ca-certificates
+    @command -v cargo >/dev/null || echo "Rust is missing: install it from your distribution or with rustup, then re-run 'just setup'"
+
+# Build the default busybox root filesystem into build/rootfs
+rootfs:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    busybox=""
+    for candidate in /bin/busybox /usr/bin/busybox "$(command -v busybox || true)"; do
+        [ -x "$candidate" ] && { busybox=$candidate; break; }
+    done
+    if [ -z "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
+        echo "error: a static busybox is needed for the rootfs: install it with 'sudo apt-get install busybox-static'" >&2
+        exit 1
+    fi
+    # Build next to the target and rename at the end: a half-built rootfs
+    # never sits where the stages look.
+    tmp="{{rootfs_dir}}.tmp.$$"
+    rm -rf "$tmp"
+    trap 'rm -rf "$tmp"' EXIT
+    mkdir -p "$tmp"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,root,tmp,var/tmp}
+    chmod 1777 "$tmp/tmp" "$tmp/var/tmp"
+    chmod 700 "$tmp/root"
+    cp "$busybox" "$tmp/bin/busybox"
+    # One symlink per applet, at the path busybox itself reports (bin/sh, usr/bin/awk, …).
+    "$tmp/bin/busybox" --list-full | while read -r applet; do
+        [ -e "$tmp/$applet" ] || ln -s /bin/busybox "$tmp/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$tmp/etc/passwd"
+    printf 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' > "$tmp/etc/group"
+    echo minibox > "$tmp/etc/hostname"
+    rm -rf "{{rootfs_dir}}"
+    mv "$tmp" "{{rootfs_dir}}"
+    trap - EXIT
+    echo "rootfs ready: {{rootfs_dir}} ($("$busybox" | head -1 | cut -d' ' -f1-2), $(find "{{rootfs_dir}}" -type l | wc -l) applets)"
+
+# Build every stage
+build:
+    cargo build --workspace
+
+# Run stage N: `just stage 4` opens a shell in the container; `just stage 4 ps` runs ps
+stage N *ARGS: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bin=$(ls -d target/debug/0{{N}}-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
+    [ -n "$bin" ] || { echo "error: no stage {{N}} (stages: $(ls stages | tr '\n' ' '))" >&2; exit 2; }
+    if [ -z "{{ARGS}}" ]; then
+        if [ -t 0 ]; then set -- run -it sh; else set -- run -i sh; fi
+    else
+        set -- run {{ARGS}}
+    fi
+    [ "{{N}}" -lt 4 ] || [ -d "{{rootfs_dir}}" ] || [ -n "${MINIBOX_ROOTFS:-}" ] || just rootfs
+    exec {{sudo}} "$bin" "$@"
+
+# Show what stage M adds to stage N (its main.rs is the lesson)
+diff N M:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    a=$(ls -d stages/0{{N}}-*); b=$(ls -d stages/0{{M}}-*)
+    diff -u --color=auto "$a/src/main.rs" "$b/src/main.rs" || true
+
+# Formatting, lints and the whole test suite (as root: containers need it)
+test: rootfs
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo build --workspace
+    {{sudo}} env "PATH=$PATH" cargo test --workspace

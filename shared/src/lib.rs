@@ -1,0 +1,28 @@
+//! # minibox — the library under every stage
+//!
+//! Each stage binary (`stages/NN-*/src/main.rs`) tells the run/init story in
+//! order; the mechanics it calls live here, one module per idea:
+//!
+//! | module        | idea                                                     |
+//! |---------------|----------------------------------------------------------|
+//! | [`trace`]     | the run/init tree every stage prints                     |
+//! | [`sync`]      | the socket run and init talk over (events, errors, "go") |
+//! | [`namespaces`]| clone(2) with namespace flags, waiting, signal forwarding |
+//! | [`command`]   | the command pipe, `PATH` lookup, the final `execve`      |
+//! | [`mounts`]    | mount propagation, `/proc`, `/dev`, `/sys`               |
+//! | [`rootfs`]    | finding the rootfs and `pivot_root` into it              |
+//! | [`cli`]       | flags shared by every stage, exit codes                  |
+//!
+//! Every syscall that matters goes through [`trace::step`], which records
+//! the call with its real arguments and its real result (or errno).
+
+pub mod cli;
+pub mod command;
+pub mod error;
+pub mod mounts;
+pub mod namespaces;
+pub mod rootfs;
+pub mod sync;
+pub mod trace;
+
+pub use error::{Error, Result};

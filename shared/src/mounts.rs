@@ -1,0 +1,141 @@
+//! Mounts inside the container's mount namespace.
+//!
+//! A new mount namespace starts as a *copy* of the parent's mount table,
+//! and copies keep their propagation: on a systemd host `/` is `shared`, so
+//! a mount made in the copy is replayed in the host's namespace too. The
+//! toy tutorials' `mount proc /proc` then replaces the host's `/proc`.
+//! [`make_mount_tree_private`] cuts that link first, before any other mount.
+
+use crate::error::Result;
+use crate::trace;
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use std::path::Path;
+
+fn traced_mount(
+    source: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    let show = |s: Option<&str>| s.map_or("NULL".to_string(), |v| format!("{v:?}"));
+    let step = format!(
+        "mount({}, {:?}, {}, {}, {})",
+        show(source),
+        target,
+        show(fstype),
+        trace::flag_names(&flags),
+        show(data)
+    );
+    trace::step(step, mount(source, target, fstype, flags, data))
+}
+
+/// `mount(NULL, "/", NULL, MS_REC|MS_PRIVATE, NULL)`: nothing mounted in
+/// this namespace propagates to the host, and nothing comes back.
+pub fn make_mount_tree_private() -> Result<()> {
+    traced_mount(None, "/", None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
+}
+
+/// A fresh `proc` for this PID namespace: `ps` now sees only the container.
+/// nosuid/noexec/nodev because nothing in /proc needs them, and each is one
+/// less way to misuse it.
+pub fn mount_proc() -> Result<()> {
+    ensure_dir("/proc")?;
+    traced_mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+        None,
+    )
+}
+
+/// The device nodes a container gets: a short list, never the host's `/dev`
+/// (which would hand the container every disk).
+const DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// A small tmpfs `/dev` with the basic nodes, a private devpts and the usual links.
+pub fn mount_dev() -> Result<()> {
+    ensure_dir("/dev")?;
+    traced_mount(
+        Some("tmpfs"),
+        "/dev",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    // mknod honours the umask; the nodes must be 0666 whatever ours is.
+    let old_umask = nix::sys::stat::umask(Mode::empty());
+    let made = DEVICES.iter().try_for_each(|(name, major, minor)| {
+        let path = format!("/dev/{name}");
+        trace::step(
+            format!("mknod({path:?}, S_IFCHR|0666, {major}:{minor})"),
+            mknod(
+                path.as_str(),
+                SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o666),
+                makedev(*major, *minor),
+            ),
+        )
+    });
+    nix::sys::stat::umask(old_umask);
+    made?;
+
+    // newinstance: the container gets its own pty numbering, and cannot see
+    // or open the host's terminals through /dev/pts.
+    trace::step(
+        "mkdir(\"/dev/pts\", 0755)",
+        nix::unistd::mkdir("/dev/pts", Mode::from_bits_truncate(0o755)),
+    )?;
+    traced_mount(
+        Some("devpts"),
+        "/dev/pts",
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    for (link, target) in [
+        ("/dev/ptmx", "pts/ptmx"),
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        trace::step(
+            format!("symlink({target:?}, {link:?})"),
+            nix::unistd::symlinkat(target, None, link),
+        )?;
+    }
+    Ok(())
+}
+
+/// `/sys` read-only: the container may look at the kernel, not retune it.
+pub fn mount_sys_readonly() -> Result<()> {
+    ensure_dir("/sys")?;
+    traced_mount(
+        Some("sysfs"),
+        "/sys",
+        Some("sysfs"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+        None,
+    )
+}
+
+/// A rootfs from a tarball may lack `/proc` or `/sys`; create the mount point.
+fn ensure_dir(path: &str) -> Result<()> {
+    if Path::new(path).is_dir() {
+        return Ok(());
+    }
+    trace::step(
+        format!("mkdir({path:?}, 0755)"),
+        nix::unistd::mkdir(path, Mode::from_bits_truncate(0o755)),
+    )
+}

@@ -1,0 +1,117 @@
+//! # Stage 04 — pivot_root into a root filesystem of its own
+//!
+//! Stage 03 plus one idea: the container stops seeing the host's files.
+//! init bind-mounts the rootfs (the busybox tree `just rootfs` builds, or
+//! `--rootfs DIR`) onto itself, `pivot_root`s into it and unmounts the old
+//! root, so the host's filesystem is not hidden but *gone* from this mount
+//! namespace. Then it mounts what a Linux program expects: `/proc`, a
+//! small tmpfs `/dev` with a handful of device nodes and its own
+//! `/dev/pts`, and `/sys` read-only.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser};
+use minibox::cli::{self, RunOptions};
+use minibox::command::{self, CommandPipe, COMMAND_FD};
+use minibox::mounts;
+use minibox::namespaces::{self, Exit, InitSpec};
+use minibox::rootfs;
+use minibox::sync::RunLink;
+use minibox::trace;
+use nix::sched::CloneFlags;
+use std::convert::Infallible;
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The namespaces init is born in (the user namespace comes much later).
+const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUTS
+    .union(CloneFlags::CLONE_NEWPID)
+    .union(CloneFlags::CLONE_NEWNS)
+    .union(CloneFlags::CLONE_NEWIPC)
+    .union(CloneFlags::CLONE_NEWNET);
+
+#[derive(Parser)]
+#[command(
+    name = "04-pivot-root",
+    version,
+    about = "minibox stage 04: pivot_root into its own root filesystem"
+)]
+enum Cli {
+    /// Run COMMAND as PID 1 of new namespaces
+    Run(RunArgs),
+    /// The container's first process (started by `run`, not by hand)
+    #[command(hide = true)]
+    Init(InitArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    options: RunOptions,
+    /// Root filesystem for the container [default: the busybox rootfs of `just rootfs`]
+    #[arg(long, value_name = "DIR")]
+    rootfs: Option<PathBuf>,
+    /// The command to run in the container, with its arguments
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+#[derive(Args)]
+struct InitArgs {
+    #[arg(long)]
+    sync_fd: RawFd,
+    #[arg(long)]
+    hostname: String,
+    #[arg(long)]
+    rootfs: PathBuf,
+}
+
+fn main() -> ExitCode {
+    match cli::parse::<Cli>() {
+        Cli::Run(args) => cli::finish_run(run(args)),
+        Cli::Init(args) => cli::finish_init(init(args)),
+    }
+}
+
+/// The parent, on the host: start init in new namespaces, wait for it.
+fn run(args: RunArgs) -> Result<Exit> {
+    trace::start(args.options.trace);
+    let hostname = args.options.hostname()?;
+    let rootfs = rootfs::resolve(args.rootfs.as_deref())?;
+
+    let command_pipe = CommandPipe::new()?;
+    let mut init = namespaces::spawn_init(InitSpec {
+        namespaces: NAMESPACES,
+        args: vec![
+            "--hostname".into(),
+            hostname.into(),
+            "--rootfs".into(),
+            rootfs.into(),
+        ],
+        pass_fds: vec![(command_pipe.read_end(), COMMAND_FD)],
+        stdin: args.options.stdin()?,
+        terminal: args.options.tty,
+    })
+    .context("cannot start the container")?;
+    command_pipe.send(&args.command)?;
+
+    init.wait_for_exec()?;
+    let exit = init.wait()?;
+    trace::flush();
+    Ok(exit)
+}
+
+/// The child, PID 1 of its namespaces: set up, then become the command.
+fn init(args: InitArgs) -> Result<Infallible> {
+    let run = RunLink::connect(args.sync_fd)?;
+    let command = command::receive(COMMAND_FD)?;
+    namespaces::set_hostname(&args.hostname)?;
+    mounts::make_mount_tree_private()?;
+    rootfs::pivot_into(&args.rootfs)?;
+    mounts::mount_proc()?;
+    mounts::mount_dev()?;
+    mounts::mount_sys_readonly()?;
+    let env = command::container_env(&args.hostname);
+    Ok(command::exec(&run, &command, &env)?)
+}
