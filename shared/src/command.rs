@@ -146,8 +146,13 @@ pub fn receive(fd: RawFd) -> Result<Vec<OsString>> {
 /// anything else is tried in each `PATH` directory in turn.
 pub fn lookup(program: &OsStr, path: &str) -> Result<PathBuf> {
     let name = program.to_string_lossy().into_owned();
-    let step = format!("lookup {} in PATH", trace::quote(program));
-    let candidates: Vec<PathBuf> = if program.as_bytes().contains(&b'/') {
+    let has_slash = program.as_bytes().contains(&b'/');
+    let step = if has_slash {
+        format!("access({}, X_OK)", trace::quote(program))
+    } else {
+        format!("lookup {} in PATH", trace::quote(program))
+    };
+    let candidates: Vec<PathBuf> = if has_slash {
         vec![PathBuf::from(program)]
     } else {
         path.split(':')

@@ -1,0 +1,161 @@
+//! Helpers for the minibox test suite: finding stage binaries, running
+//! containers, and turning their output into stable, reviewable snapshots.
+
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::Output;
+
+/// The stage binaries, in course order.
+pub const STAGES: [&str; 4] = [
+    "01-namespaces",
+    "02-proc-mount",
+    "03-pipe-args",
+    "04-pivot-root",
+];
+
+/// `target/debug/<stage>`: beside the directory holding this test binary.
+pub fn stage_bin(stage: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binaries live in target/<profile>/deps");
+    let bin = dir.join(stage);
+    assert!(
+        bin.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (or `just test`)",
+        bin.display()
+    );
+    bin
+}
+
+/// Whether a test that needs root may run. Under CI (`CI=true`) every test
+/// runs for real, so a missing root is a failure, not a skip.
+pub fn have_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: needs root, and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: needs root (containers need CAP_SYS_ADMIN); run `just test`, which uses sudo");
+    false
+}
+
+/// Skip the current test (with a message) unless it can run as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::have_root(module_path!()) {
+            return;
+        }
+    };
+}
+
+/// The host's mount table, as text.
+pub fn host_mountinfo() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo")
+}
+
+/// Run `<stage> run ARGS…` with a plain trace and check that the host's
+/// mount table is the same afterwards (containers must leave nothing).
+pub fn run_stage<I, S>(stage: &str, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let before = host_mountinfo();
+    let output = assert_cmd::Command::new(stage_bin(stage))
+        .arg("run")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("MINIBOX_TRACE")
+        .output()
+        .expect("start the stage binary");
+    assert_eq!(
+        before,
+        host_mountinfo(),
+        "{stage} changed the host's mount table"
+    );
+    output
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The canonical path of the rootfs the stages use by default.
+pub fn default_rootfs() -> PathBuf {
+    let dir = std::env::var_os("MINIBOX_ROOTFS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../build/rootfs"),
+        PathBuf::from,
+    );
+    dir.canonicalize()
+        .unwrap_or_else(|_| panic!("no rootfs at {}: run `just rootfs`", dir.display()))
+}
+
+/// Make a plain trace stable: host PIDs and the rootfs path vary per run and
+/// per machine; init's own `pid 1` does not, and stays.
+pub fn redact_trace(trace: &str) -> String {
+    let rootfs = default_rootfs().display().to_string();
+    let rules = [
+        (r"(?m)^run  \(pid \d+\)", "run  (pid [PID])"),
+        (r"host pid \d+", "host pid [PID]"),
+        (r"(waitpid|kill)\(\d+", "$1([PID]"),
+    ];
+    let mut text = trace.replace(&rootfs, "[ROOTFS]");
+    for (pattern, replacement) in rules {
+        text = Regex::new(pattern)
+            .expect("valid regex")
+            .replace_all(&text, replacement)
+            .into_owned();
+    }
+    text
+}
+
+/// One mountinfo line reduced to what a stage decides — mount point, file
+/// system type and per-mount options — without ids, device numbers or
+/// propagation tags, which differ from machine to machine.
+pub fn normalize_mount(line: &str) -> Option<String> {
+    let (before, after) = line.split_once(" - ")?;
+    let fields: Vec<&str> = before.split(' ').collect();
+    let mount_point = fields.get(4)?;
+    let options = fields.get(5)?;
+    let fstype = after.split(' ').next()?;
+    Some(format!("{mount_point} {fstype} {options}"))
+}
+
+/// A whole mount table, normalized, in mount order.
+pub fn normalize_mounts(mountinfo: &str) -> Vec<String> {
+    mountinfo.lines().filter_map(normalize_mount).collect()
+}
+
+/// What a container's mount table adds (`+`) and lacks (`-`) compared with
+/// the host's: for stages 01–03, whose table starts as a copy of the host's.
+pub fn mount_table_diff(host: &str, container: &str) -> String {
+    let mut counts: BTreeMap<String, i32> = BTreeMap::new();
+    for line in normalize_mounts(container) {
+        *counts.entry(line).or_default() += 1;
+    }
+    for line in normalize_mounts(host) {
+        *counts.entry(line).or_default() -= 1;
+    }
+    let changes: Vec<String> = counts
+        .into_iter()
+        .flat_map(|(line, n)| {
+            let sign = if n > 0 { "+" } else { "-" };
+            std::iter::repeat_n(format!("{sign} {line}"), n.unsigned_abs() as usize)
+        })
+        .collect();
+    if changes.is_empty() {
+        "(no change: the container's mount table is the host's)\n".to_string()
+    } else {
+        changes.join("\n") + "\n"
+    }
+}

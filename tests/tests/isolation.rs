@@ -1,0 +1,250 @@
+//! What each stage isolates, checked from inside the container.
+
+use minibox_tests::{require_root, run_stage, stage_bin, stderr, stdout, STAGES};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rstest::rstest;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::OsStringExt;
+use std::process::{Command, Stdio};
+
+#[rstest]
+fn the_command_is_pid_1(#[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3])] stage: &str) {
+    require_root!();
+    let out = run_stage(stage, ["sh", "-c", "echo $$"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1\n");
+}
+
+#[rstest]
+fn the_hostname_is_the_containers_own(
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3])] stage: &str,
+) {
+    require_root!();
+    let host_before = nix::unistd::gethostname().unwrap();
+    let out = run_stage(stage, ["--hostname", "box-test", "sh", "-c", "hostname"]);
+    assert_eq!(stdout(&out), "box-test\n", "{}", stderr(&out));
+    assert_eq!(nix::unistd::gethostname().unwrap(), host_before);
+
+    // Without --hostname: a generated 12-hex-digit container id.
+    let out = run_stage(stage, ["sh", "-c", "hostname"]);
+    let name = stdout(&out);
+    let name = name.trim_end();
+    assert!(
+        name.len() == 12 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+        "unexpected default hostname {name:?}"
+    );
+}
+
+/// Stage 01 still sees the host's processes through the host's /proc;
+/// from stage 02 on, only the container's.
+#[rstest]
+#[case::host_processes_visible(STAGES[0], true)]
+#[case::own_proc(STAGES[1], false)]
+#[case::own_proc(STAGES[2], false)]
+#[case::own_proc(STAGES[3], false)]
+fn which_processes_are_visible(#[case] stage: &str, #[case] sees_host: bool) {
+    require_root!();
+    let out = run_stage(stage, ["sh", "-c", "ls /proc"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pids: Vec<u32> = stdout(&out)
+        .split_whitespace()
+        .filter_map(|entry| entry.parse().ok())
+        .collect();
+    let our_pid = std::process::id();
+    assert_eq!(
+        pids.contains(&our_pid),
+        sees_host,
+        "test pid {our_pid} in the container's /proc: {pids:?}"
+    );
+    if !sees_host {
+        assert!(pids.contains(&1), "{pids:?}");
+        assert!(pids.len() <= 3, "more processes than sh and ls: {pids:?}");
+    }
+}
+
+/// Every argument arrives byte for byte: through argv (01, 02) and through
+/// the command pipe (03+).
+#[rstest]
+fn arguments_arrive_byte_for_byte(
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3])] stage: &str,
+) {
+    require_root!();
+    let tricky: Vec<OsString> = vec![
+        "a  b".into(),
+        "".into(),
+        "q'\"$HOME\\".into(),
+        "héllo wörld".into(),
+        " leading and trailing ".into(),
+        "--not-a-flag".into(),
+        OsString::from_vec(vec![0xff, b'x', 0xfe]),
+    ];
+    let mut args: Vec<OsString> = [
+        "sh",
+        "-c",
+        r#"for a in "$@"; do printf '[%s]' "$a"; done"#,
+        "sh",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    args.extend(tricky.iter().cloned());
+    let out = run_stage(stage, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut expected = Vec::new();
+    for arg in &tricky {
+        expected.push(b'[');
+        expected.extend_from_slice(arg.as_encoded_bytes());
+        expected.push(b']');
+    }
+    assert_eq!(out.stdout, expected);
+}
+
+#[rstest]
+#[case::success(&["true"], 0, None)]
+#[case::failure(&["sh", "-c", "exit 3"], 3, None)]
+#[case::not_found(&["no-such-command-xyz"], 127, Some("no-such-command-xyz: command not found"))]
+#[case::not_executable(&["/etc/passwd"], 126, Some("/etc/passwd: permission denied"))]
+fn exit_codes(
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3])] stage: &str,
+    #[case] command: &[&str],
+    #[case] code: i32,
+    #[case] message: Option<&str>,
+) {
+    require_root!();
+    let out = run_stage(stage, command);
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+    if let Some(message) = message {
+        let last = stderr(&out).lines().last().unwrap_or_default().to_string();
+        assert!(
+            last == format!("{stage}: {message}")
+                || last.starts_with(&format!("{stage}: {message}")),
+            "last line: {last:?}"
+        );
+    }
+}
+
+/// A running container: `run` with a JSON trace on a pipe, and the
+/// container's first line of output ("ready") already read.
+struct Started {
+    child: std::process::Child,
+    trace: BufReader<std::process::ChildStderr>,
+}
+
+fn start_container(stage: &str, script: &str) -> Started {
+    let mut child = Command::new(stage_bin(stage))
+        .args(["run", "--trace", "json", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start run");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let trace = BufReader::new(child.stderr.take().unwrap());
+    Started { child, trace }
+}
+
+impl Started {
+    /// Read trace events until run reports having forwarded `signal`.
+    /// (Two signals sent back to back can merge into one pending signal, so
+    /// the test waits for run to have handled the first.)
+    fn wait_for_forward(&mut self, signal: &str) {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert_ne!(
+                self.trace.read_line(&mut line).unwrap(),
+                0,
+                "trace ended before {signal} was forwarded"
+            );
+            if line.contains("\"step\":\"kill(") && line.contains(signal) {
+                return;
+            }
+        }
+    }
+}
+
+/// SIGTERM to `run` reaches the container; a PID 1 that handles it exits
+/// on its own terms.
+#[rstest]
+fn sigterm_to_run_is_forwarded(#[values(STAGES[0], STAGES[3])] stage: &str) {
+    require_root!();
+    let mut container =
+        start_container(stage, "trap 'exit 42' TERM; echo ready; sleep 1000 & wait");
+    kill(Pid::from_raw(container.child.id() as i32), Signal::SIGTERM).unwrap();
+    container.wait_for_forward("SIGTERM");
+    assert_eq!(container.child.wait().unwrap().code(), Some(42));
+}
+
+/// PID 1 ignores signals it has no handler for, so the first SIGTERM does
+/// nothing; the second makes run send SIGKILL: exit 128 + 9.
+#[rstest]
+fn a_second_signal_kills(#[values(STAGES[0], STAGES[3])] stage: &str) {
+    require_root!();
+    let mut container = start_container(stage, "echo ready; exec sleep 1000");
+    let run = Pid::from_raw(container.child.id() as i32);
+    kill(run, Signal::SIGTERM).unwrap();
+    container.wait_for_forward("SIGTERM");
+    kill(run, Signal::SIGTERM).unwrap();
+    container.wait_for_forward("SIGKILL");
+    assert_eq!(container.child.wait().unwrap().code(), Some(137));
+}
+
+#[rstest]
+fn the_network_namespace_has_only_lo(
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3])] stage: &str,
+) {
+    require_root!();
+    let out = run_stage(stage, ["cat", "/proc/net/dev"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let interfaces: Vec<String> = stdout(&out)
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|name| name.trim().to_string())
+        .collect();
+    assert_eq!(interfaces, ["lo"]);
+}
+
+#[test]
+fn host_files_are_invisible_after_pivot_root() {
+    require_root!();
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("host-only-marker");
+    std::fs::write(&marker, "host").unwrap();
+    let marker = marker.to_str().unwrap();
+    // Stage 03 (no pivot_root) sees the host file; stage 04 does not.
+    let out = run_stage("03-pipe-args", ["cat", marker]);
+    assert_eq!(stdout(&out), "host");
+    let out = run_stage(
+        "04-pivot-root",
+        [
+            "sh",
+            "-c",
+            &format!("test -e {marker} && echo visible || echo gone; ls /"),
+        ],
+    );
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("gone"));
+    // `/` is the rootfs: the same entries.
+    let mut expected: Vec<String> = std::fs::read_dir(minibox_tests::default_rootfs())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(lines.map(String::from).collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn sys_is_read_only_after_pivot_root() {
+    require_root!();
+    let out = run_stage(
+        "04-pivot-root",
+        ["sh", "-c", "echo 1 > /sys/kernel/profiling 2>&1; echo $?"],
+    );
+    assert_ne!(stdout(&out).trim(), "0");
+}
