@@ -42,6 +42,12 @@ rootfs:
     "$tmp/bin/busybox" --list-full | while read -r applet; do
         [ -e "$tmp/$applet" ] || ln -s /bin/busybox "$tmp/$applet"
     done
+    # stress (for the cgroup lessons) is not a busybox applet: copy the host's,
+    # with the shared libraries it needs, when it is installed.
+    if stress=$(command -v stress); then
+        install -D "$stress" "$tmp/usr/bin/stress"
+        for lib in $(ldd "$stress" | grep -o '/[^ ]*'); do install -D "$lib" "$tmp$lib"; done
+    fi
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$tmp/etc/passwd"
     printf 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' > "$tmp/etc/group"
     echo minibox > "$tmp/etc/hostname"

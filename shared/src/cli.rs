@@ -1,6 +1,7 @@
 //! What every stage's command line shares: docker-style run flags, one-line
 //! errors, and exit codes (see [`crate::error`] for the table).
 
+use crate::cgroups::{self, Limits};
 use crate::error::{Error, EXIT_MINIBOX_FAILED};
 use crate::namespaces::{self, Exit, Stdin};
 use crate::sync;
@@ -37,11 +38,11 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// The host name to use: `--hostname`, checked, or a fresh container id.
-    pub fn hostname(&self) -> Result<String, Error> {
+    /// The host name to use: `--hostname`, checked, or the container id.
+    pub fn hostname_or(&self, container_id: &str) -> Result<String, Error> {
         match &self.hostname {
             Some(name) => namespaces::validate_hostname(name).map(|()| name.clone()),
-            None => namespaces::generate_id(),
+            None => Ok(container_id.to_string()),
         }
     }
 
@@ -57,6 +58,60 @@ impl RunOptions {
         } else {
             Stdin::Null
         })
+    }
+}
+
+/// The resource flags of stage 05 on (docker's spelling). Each value is
+/// checked by its parser, so `-m 100x` fails before anything is created.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ResourceOptions {
+    /// Memory limit, e.g. 64m (b, k, m, g)
+    #[arg(short, long, value_name = "BYTES", value_parser = cgroups::parse_memory)]
+    pub memory: Option<u64>,
+
+    /// Memory plus swap, e.g. 128m; -1 for unlimited swap [default: no swap]
+    #[arg(long, value_name = "BYTES", value_parser = cgroups::parse_memory_swap, allow_hyphen_values = true)]
+    pub memory_swap: Option<cgroups::MaybeUnlimited>,
+
+    /// CPU time, in CPUs (0.5 = half of one CPU)
+    #[arg(long, value_name = "CPUS", value_parser = cgroups::parse_cpus, allow_hyphen_values = true)]
+    pub cpus: Option<u64>,
+
+    /// Relative CPU weight against other cgroups (v1 cpu.shares; v2 cpu.weight)
+    #[arg(long, value_name = "SHARES", value_parser = cgroups::parse_cpu_shares)]
+    pub cpu_shares: Option<u64>,
+
+    /// CPUs the container may run on, e.g. 0-1 or 0,2
+    #[arg(long, value_name = "LIST", value_parser = cgroups::parse_cpuset_cpus)]
+    pub cpuset_cpus: Option<String>,
+
+    /// Memory nodes the container may use, e.g. 0
+    #[arg(long, value_name = "LIST", value_parser = cgroups::parse_cpuset_mems)]
+    pub cpuset_mems: Option<String>,
+
+    /// Most processes the container may have; -1 for no limit
+    #[arg(long, value_name = "N", value_parser = cgroups::parse_pids_limit, allow_hyphen_values = true)]
+    pub pids_limit: Option<cgroups::MaybeUnlimited>,
+
+    /// Parent cgroup for the container, relative to each hierarchy's root
+    #[arg(long, value_name = "PATH", default_value = cgroups::DEFAULT_PARENT, value_parser = cgroups::parse_parent, env = "MINIBOX_CGROUP_PARENT")]
+    pub cgroup_parent: String,
+}
+
+impl ResourceOptions {
+    /// The limits, checked against each other.
+    pub fn limits(&self) -> Result<Limits, Error> {
+        let limits = Limits {
+            memory: self.memory,
+            memory_swap: self.memory_swap.map(cgroups::MaybeUnlimited::as_option),
+            cpu_quota_us: self.cpus,
+            cpu_shares: self.cpu_shares,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
+            pids_max: self.pids_limit.map(cgroups::MaybeUnlimited::as_option),
+        };
+        limits.check()?;
+        Ok(limits)
     }
 }
 

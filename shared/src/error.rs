@@ -20,6 +20,9 @@ pub const EXIT_CANNOT_EXECUTE: u8 = 126;
 /// The command was not found (`127`, as in POSIX shells).
 pub const EXIT_NOT_FOUND: u8 = 127;
 
+/// Killed by SIGKILL (128 + 9): what an OOM kill looks like.
+pub const EXIT_OOM_KILLED: u8 = 137;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,12 @@ pub enum Error {
 
     #[error("sync protocol: {0}")]
     Protocol(String),
+
+    /// The kernel's OOM killer ended the container (exit 137, as docker).
+    #[error(
+        "the container hit its memory limit ({limit}): the kernel OOM-killed {kills} process(es)"
+    )]
+    OutOfMemory { limit: String, kills: u64 },
 }
 
 impl Error {
@@ -69,6 +78,7 @@ impl Error {
             Error::CommandNotFound(_) => EXIT_NOT_FOUND,
             Error::CannotExecute(_) => EXIT_CANNOT_EXECUTE,
             Error::Init { exit_code, .. } => *exit_code,
+            Error::OutOfMemory { .. } => EXIT_OOM_KILLED,
             _ => EXIT_MINIBOX_FAILED,
         }
     }

@@ -11,16 +11,20 @@
 //! | [`command`]   | the command pipe, `PATH` lookup, the final `execve`      |
 //! | [`mounts`]    | mount propagation, `/proc`, `/dev`, `/sys`               |
 //! | [`rootfs`]    | finding the rootfs and `pivot_root` into it              |
+//! | [`cgroups`]   | resource limits on cgroup v1 and v2                      |
+//! | [`paths`]     | where state and locks live (`MINIBOX_ROOT`)              |
 //! | [`cli`]       | flags shared by every stage, exit codes                  |
 //!
 //! Every syscall that matters goes through [`trace::step`], which records
 //! the call with its real arguments and its real result (or errno).
 
+pub mod cgroups;
 pub mod cli;
 pub mod command;
 pub mod error;
 pub mod mounts;
 pub mod namespaces;
+pub mod paths;
 pub mod rootfs;
 pub mod sync;
 pub mod trace;

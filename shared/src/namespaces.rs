@@ -55,6 +55,7 @@ pub struct InitSpec<'a> {
 pub struct InitProcess {
     pub pid: Pid,
     channel: Channel,
+    reaped: bool,
 }
 
 /// Clone init into new namespaces and exec `/proc/self/exe init …` in it.
@@ -132,6 +133,7 @@ pub fn spawn_init(spec: InitSpec<'_>) -> Result<InitProcess> {
     Ok(InitProcess {
         pid,
         channel: run_end,
+        reaped: false,
     })
 }
 
@@ -147,6 +149,13 @@ fn child_exec(
 ) -> ! {
     sync::adopt_for_child(init_end.as_raw_fd());
     let outcome = (|| -> Result<()> {
+        // The container must not outlive run: run is what removes its
+        // cgroup (and later its mounts). If run dies, the kernel sends init
+        // SIGKILL, which takes the whole PID namespace with it.
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|errno| Error::Sys {
+            step: "prctl(PR_SET_PDEATHSIG, SIGKILL)".into(),
+            errno,
+        })?;
         place_fds(fds)?;
         sync::adopt_for_child(SYNC_FD);
         if stdin == Stdin::Null {
@@ -254,11 +263,17 @@ impl InitProcess {
     }
 
     /// Wait for the container to end, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT.
-    pub fn wait(self) -> Result<Exit> {
+    pub fn wait(mut self) -> Result<Exit> {
         self.reap()
     }
 
-    fn reap(&self) -> Result<Exit> {
+    fn reap(&mut self) -> Result<Exit> {
+        let exit = self.reap_once();
+        self.reaped = exit.is_ok();
+        exit
+    }
+
+    fn reap_once(&self) -> Result<Exit> {
         let step = format!("waitpid({})", self.pid);
         loop {
             match waitpid(self.pid, None) {
@@ -283,6 +298,17 @@ impl InitProcess {
                 }
                 Err(errno) => return trace::step(step, Err(errno)),
             }
+        }
+    }
+}
+
+impl Drop for InitProcess {
+    /// run bailed out early (a cgroup write failed, say): the container must
+    /// not outlive it. SIGKILL to a namespace's PID 1 ends the whole namespace.
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = signal::kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
         }
     }
 }

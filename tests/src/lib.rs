@@ -8,12 +8,56 @@ use std::path::PathBuf;
 use std::process::Output;
 
 /// The stage binaries, in course order.
-pub const STAGES: [&str; 4] = [
+pub const STAGES: [&str; 5] = [
     "01-namespaces",
     "02-proc-mount",
     "03-pipe-args",
     "04-pivot-root",
+    "05-cgroups",
 ];
+
+/// This test process's own state root and cgroup parent, so that test runs
+/// (and test binaries running side by side) never share state, and nothing
+/// outside names the project owns is touched.
+pub struct TestEnv {
+    pub root: PathBuf,
+    pub cgroup_parent: String,
+}
+
+pub fn test_env() -> &'static TestEnv {
+    static ENV: std::sync::OnceLock<TestEnv> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let tag = format!("minibox-test-{}", std::process::id());
+        let root = std::env::temp_dir().join(&tag);
+        std::fs::create_dir_all(&root).expect("create the test state root");
+        TestEnv {
+            root,
+            cgroup_parent: tag,
+        }
+    })
+}
+
+/// A command for `<stage> ARGS…` in this test process's environment.
+pub fn stage_command(stage: &str) -> assert_cmd::Command {
+    let env = test_env();
+    let mut cmd = assert_cmd::Command::new(stage_bin(stage));
+    cmd.env("NO_COLOR", "1")
+        .env_remove("MINIBOX_TRACE")
+        .env("MINIBOX_ROOT", &env.root)
+        .env("MINIBOX_CGROUP_PARENT", &env.cgroup_parent);
+    cmd
+}
+
+/// The same, as a std command (for tests that talk to a running container).
+pub fn stage_process(stage: &str) -> std::process::Command {
+    let env = test_env();
+    let mut cmd = std::process::Command::new(stage_bin(stage));
+    cmd.env("NO_COLOR", "1")
+        .env_remove("MINIBOX_TRACE")
+        .env("MINIBOX_ROOT", &env.root)
+        .env("MINIBOX_CGROUP_PARENT", &env.cgroup_parent);
+    cmd
+}
 
 /// `target/debug/<stage>`: beside the directory holding this test binary.
 pub fn stage_bin(stage: &str) -> PathBuf {
@@ -67,11 +111,9 @@ where
     S: AsRef<OsStr>,
 {
     let before = host_mountinfo();
-    let output = assert_cmd::Command::new(stage_bin(stage))
+    let output = stage_command(stage)
         .arg("run")
         .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("MINIBOX_TRACE")
         .output()
         .expect("start the stage binary");
     assert_eq!(
@@ -108,6 +150,9 @@ pub fn redact_trace(trace: &str) -> String {
         (r"(?m)^run  \(pid \d+\)", "run  (pid [PID])"),
         (r"host pid \d+", "host pid [PID]"),
         (r"(waitpid|kill)\(\d+", "$1([PID]"),
+        (r#"cgroup.procs", "\d+""#, r#"cgroup.procs", "[PID]""#),
+        (r"/[0-9a-f]{12}\b", "/[ID]"),
+        (r"minibox-test-\d+", "[PARENT]"),
     ];
     let mut text = trace.replace(&rootfs, "[ROOTFS]");
     for (pattern, replacement) in rules {
@@ -157,5 +202,48 @@ pub fn mount_table_diff(host: &str, container: &str) -> String {
         "(no change: the container's mount table is the host's)\n".to_string()
     } else {
         changes.join("\n") + "\n"
+    }
+}
+
+/// Trace events of a `--trace json` run, one JSON object per line.
+pub fn json_events(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// The container's cgroup directories, from the trace's `mkdir` steps
+/// (the leaf: a 12-hex-digit container id).
+pub fn cgroup_leaf_dirs(events: &[serde_json::Value]) -> Vec<PathBuf> {
+    let re = Regex::new(r#"^mkdir\("(/sys/fs/cgroup/.*/[0-9a-f]{12})"\)$"#).expect("valid regex");
+    events
+        .iter()
+        .filter_map(|e| e["step"].as_str())
+        .filter_map(|step| re.captures(step).map(|c| PathBuf::from(&c[1])))
+        .collect()
+}
+
+/// init's host pid, from the trace's `clone` step.
+pub fn init_host_pid(events: &[serde_json::Value]) -> Option<i32> {
+    events
+        .iter()
+        .find(|e| e["step"].as_str().is_some_and(|s| s.starts_with("clone(")))
+        .and_then(|e| e["result"].as_str())
+        .and_then(|r| r.strip_prefix("host pid "))
+        .and_then(|pid| pid.parse().ok())
+}
+
+/// The cgroup mode of this machine, as the snapshot variants name it.
+pub fn cgroup_mode() -> &'static str {
+    let magic = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .expect("statfs /sys/fs/cgroup")
+        .filesystem_type();
+    if magic == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+        "v2"
+    } else if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {
+        "hybrid"
+    } else {
+        "v1"
     }
 }

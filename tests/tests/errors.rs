@@ -1,6 +1,6 @@
 //! Bad input: one line that names the problem, exit 125, nothing left behind.
 
-use minibox_tests::{host_mountinfo, require_root, stage_bin, STAGES};
+use minibox_tests::{host_mountinfo, require_root, stage_command, STAGES};
 use predicates::prelude::*;
 use rstest::rstest;
 
@@ -17,12 +17,12 @@ fn one_line(text: &[u8]) -> String {
 #[case::bad_hostname(&["run", "--hostname", "no spaces", "true"], "invalid --hostname")]
 #[case::tty_without_terminal(&["run", "-t", "true"], "-t needs a terminal")]
 fn usage_errors(
-    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3])] stage: &str,
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4])] stage: &str,
     #[case] args: &[&str],
     #[case] message: &str,
 ) {
     let before = host_mountinfo();
-    let out = assert_cmd::Command::new(stage_bin(stage))
+    let out = stage_command(stage)
         .args(args)
         .write_stdin("")
         .assert()
@@ -35,7 +35,7 @@ fn usage_errors(
 
 #[test]
 fn a_missing_rootfs_is_named() {
-    let out = assert_cmd::Command::new(stage_bin("04-pivot-root"))
+    let out = stage_command("04-pivot-root")
         .args(["run", "--rootfs", "/nonexistent/rootfs", "true"])
         .assert()
         .code(125)
@@ -47,7 +47,7 @@ fn a_missing_rootfs_is_named() {
 
 #[test]
 fn init_is_not_for_humans() {
-    let out = assert_cmd::Command::new(stage_bin("04-pivot-root"))
+    let out = stage_command("04-pivot-root")
         .args(["init", "--sync-fd", "0", "--hostname", "x", "--rootfs", "/"])
         .assert()
         .code(125)
@@ -57,7 +57,7 @@ fn init_is_not_for_humans() {
 
 #[test]
 fn help_exits_zero() {
-    assert_cmd::Command::new(stage_bin("04-pivot-root"))
+    stage_command("04-pivot-root")
         .args(["run", "--help"])
         .assert()
         .success()
@@ -67,7 +67,7 @@ fn help_exits_zero() {
 #[test]
 fn a_rootfs_that_is_a_file_is_refused() {
     let file = tempfile::NamedTempFile::new().unwrap();
-    let out = assert_cmd::Command::new(stage_bin("04-pivot-root"))
+    let out = stage_command("04-pivot-root")
         .args(["run", "--rootfs"])
         .arg(file.path())
         .arg("true")
@@ -85,7 +85,7 @@ fn a_failed_step_shows_its_errno() {
     // `proc` is a file here, so init cannot make the /proc mount point.
     let rootfs = tempfile::tempdir().unwrap();
     std::fs::write(rootfs.path().join("proc"), "not a directory").unwrap();
-    let out = assert_cmd::Command::new(stage_bin("04-pivot-root"))
+    let out = stage_command("04-pivot-root")
         .args(["run", "--hostname", "broken", "--rootfs"])
         .arg(rootfs.path())
         .arg("true")

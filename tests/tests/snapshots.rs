@@ -3,21 +3,32 @@
 //! change in what the course teaches. `docs/` includes these files.
 
 use minibox_tests::{
-    host_mountinfo, mount_table_diff, normalize_mounts, redact_trace, require_root, run_stage,
-    stderr, stdout, STAGES,
+    cgroup_mode, host_mountinfo, mount_table_diff, normalize_mounts, redact_trace, require_root,
+    run_stage, stderr, stdout, test_env, STAGES,
 };
 use rstest::rstest;
 
 /// The plain trace of one small container run, PIDs and paths redacted.
 #[rstest]
-fn trace(#[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3])] stage: &str) {
+fn trace(#[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4])] stage: &str) {
     require_root!();
-    let out = run_stage(stage, ["--hostname", "snapbox", "/bin/sh", "-c", "echo hi"]);
+    let mut args = vec!["--hostname", "snapbox"];
+    // A cgroup parent of this test's own, so whether the trace shows the
+    // parent being made does not depend on other tests running beside it.
+    let parent = format!("{}-trace", test_env().cgroup_parent);
+    if stage >= "05" {
+        args.extend(["--cgroup-parent", &parent]);
+    }
+    args.extend(["/bin/sh", "-c", "echo hi"]);
+    let out = run_stage(stage, &args);
     assert_eq!(stdout(&out), "hi\n", "{}", stderr(&out));
-    insta::assert_snapshot!(
-        format!("trace_{}", &stage[..2]),
-        redact_trace(&stderr(&out))
-    );
+    // From stage 05 on the trace shows cgroup paths, which differ between
+    // cgroup v1, hybrid and v2 machines: one snapshot per mode.
+    let name = match stage {
+        "05-cgroups" => format!("trace_{}_{}", &stage[..2], cgroup_mode()),
+        _ => format!("trace_{}", &stage[..2]),
+    };
+    insta::assert_snapshot!(name, redact_trace(&stderr(&out)));
 }
 
 /// Stages 01–03 start from a copy of the host's mount table: snapshot what
@@ -34,13 +45,13 @@ fn mounts_changed(#[values(STAGES[0], STAGES[1], STAGES[2])] stage: &str) {
     );
 }
 
-/// Stage 04's mount table is entirely its own: snapshot all of it. The root
+/// From stage 04 on the mount table is entirely the container's own: snapshot all of it. The root
 /// is a bind mount of the rootfs, whose type and options are the host
 /// file system's, so that one line is reduced to its mount point.
-#[test]
-fn mounts_04() {
+#[rstest]
+fn mounts_own_root(#[values(STAGES[3], STAGES[4])] stage: &str) {
     require_root!();
-    let out = run_stage("04-pivot-root", ["cat", "/proc/self/mountinfo"]);
+    let out = run_stage(stage, ["cat", "/proc/self/mountinfo"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table: Vec<String> = normalize_mounts(&stdout(&out))
         .into_iter()
@@ -52,7 +63,7 @@ fn mounts_04() {
             }
         })
         .collect();
-    insta::assert_snapshot!("mounts_04", table.join("\n"));
+    insta::assert_snapshot!(format!("mounts_{}", &stage[..2]), table.join("\n"));
 }
 
 /// Every entry of the container's /dev: type, mode, device number.

@@ -73,7 +73,8 @@ fn main() -> ExitCode {
 /// The parent, on the host: start init in new namespaces, wait for it.
 fn run(args: RunArgs) -> Result<Exit> {
     trace::start(args.options.trace);
-    let hostname = args.options.hostname()?;
+    let id = namespaces::generate_id()?;
+    let hostname = args.options.hostname_or(&id)?;
 
     let mut init_args: Vec<OsString> = vec!["--hostname".into(), hostname.into(), "--".into()];
     init_args.extend(args.command);

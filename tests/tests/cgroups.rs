@@ -1,0 +1,420 @@
+//! Stage 05: limits written into cgroups, and enforced by the kernel.
+
+use minibox_tests::{
+    cgroup_leaf_dirs, cgroup_mode, init_host_pid, json_events, require_root, run_stage,
+    stage_command, stage_process, stderr, stdout, test_env,
+};
+use predicates::prelude::*;
+use rstest::rstest;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+const STAGE: &str = "05-cgroups";
+
+/// A stage-05 container that is up: it ran `script` (which ends by printing
+/// "ready") and now waits for a line on stdin before it exits.
+struct Running {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    stderr: BufReader<std::process::ChildStderr>,
+    /// Output of the container before "ready".
+    said: String,
+    events: Vec<serde_json::Value>,
+}
+
+fn start(flags: &[&str], script: &str) -> Running {
+    let mut child = stage_process(STAGE)
+        .args(["run", "-i", "--trace", "json"])
+        .args(flags)
+        .args(["sh", "-c", &format!("{script}; echo ready; read line")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start 05-cgroups");
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        assert_ne!(
+            stdout.read_line(&mut line).unwrap(),
+            0,
+            "container ended early: {said}"
+        );
+        if line == "ready\n" {
+            break;
+        }
+        said.push_str(&line);
+    }
+    // Every event up to init's exec is out by now (run draws the trace
+    // before it lets init exec); read until that exec line.
+    let mut events = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert_ne!(stderr.read_line(&mut line).unwrap(), 0);
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let done = event["actor"] == "init"
+            && event["step"]
+                .as_str()
+                .unwrap()
+                .starts_with("execve(\"/bin/sh\"");
+        events.push(event);
+        if done {
+            break;
+        }
+    }
+    Running {
+        child,
+        stdin,
+        stdout,
+        stderr,
+        said,
+        events,
+    }
+}
+
+impl Running {
+    fn dirs(&self) -> Vec<PathBuf> {
+        cgroup_leaf_dirs(&self.events)
+    }
+
+    /// Let the container finish; its exit code and the rest of stderr.
+    fn finish(mut self) -> (Option<i32>, String) {
+        writeln!(self.stdin, "bye").unwrap();
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        let mut err = String::new();
+        self.stderr.read_to_string(&mut err).unwrap();
+        let code = self.child.wait().unwrap().code();
+        (code, err)
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn assert_removed(dirs: &[PathBuf]) {
+    assert!(!dirs.is_empty(), "the trace shows no cgroup being made");
+    for dir in dirs {
+        assert!(!dir.exists(), "{} was left behind", dir.display());
+    }
+}
+
+/// The files that hold each limit, per tree (v1) or in the one dir (v2).
+fn limit_files(dir: &Path) -> &'static [&'static str] {
+    match dir
+        .parent()
+        .and_then(|p| p.parent())
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+    {
+        Some("memory") => &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"],
+        Some("cpu") => &["cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"],
+        Some("cpuset") => &["cpuset.cpus", "cpuset.mems"],
+        Some("pids") => &["pids.max"],
+        _ => &[
+            "memory.max",
+            "memory.swap.max",
+            "memory.oom.group",
+            "cpu.max",
+            "cpu.weight",
+            "cpuset.cpus",
+            "pids.max",
+        ],
+    }
+}
+
+/// init is a member of the container's cgroup in every tree, and sees it
+/// from inside; the limit files hold the flags' values. Snapshot per mode.
+#[test]
+fn membership_and_limits() {
+    require_root!();
+    let running = start(
+        &[
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--cpu-shares",
+            "512",
+            "--pids-limit",
+            "20",
+            "--cpuset-cpus",
+            "0",
+        ],
+        "cat /proc/self/cgroup",
+    );
+    let host_pid = init_host_pid(&running.events).expect("clone in the trace");
+    let dirs = running.dirs();
+    let parent = &test_env().cgroup_parent;
+    let mut report = String::from("inside, /proc/self/cgroup:\n");
+    for line in running.said.lines() {
+        // hierarchy-id:controllers:path — ids differ between machines.
+        let (_, rest) = line.split_once(':').unwrap();
+        let (controllers, path) = rest.split_once(':').unwrap();
+        let ours = path.contains(parent.as_str());
+        let controllers = if controllers.is_empty() {
+            "(unified)"
+        } else {
+            controllers
+        };
+        if ours || controllers == "(unified)" {
+            report.push_str(&format!("  {controllers}:{path}\n"));
+        }
+    }
+    report.push_str("on the host:\n");
+    for dir in &dirs {
+        let procs = read(&dir.join("cgroup.procs"));
+        assert!(
+            procs.lines().any(|p| p.trim() == host_pid.to_string()),
+            "init (host pid {host_pid}) is not in {}: {procs:?}",
+            dir.display()
+        );
+        report.push_str(&format!("  {}\n    cgroup.procs: [init]\n", dir.display()));
+        for file in limit_files(dir) {
+            let path = dir.join(file);
+            if path.exists() {
+                report.push_str(&format!("    {file}: {}\n", read(&path).trim()));
+            }
+        }
+    }
+    let (code, _) = running.finish();
+    assert_eq!(code, Some(0));
+    assert_removed(&dirs);
+    let report = report.replace(parent.as_str(), "[PARENT]").replace(
+        &format!("/{}", dirs[0].file_name().unwrap().to_string_lossy()),
+        "/[ID]",
+    );
+    insta::assert_snapshot!(format!("cgroup_membership_{}", cgroup_mode()), report);
+}
+
+/// `-m 64m` is enforced: stress asking for 200M is OOM-killed, run says so
+/// in one line and exits 137; the same command without a limit succeeds.
+#[test]
+fn memory_limit_ooms() {
+    require_root!();
+    let stress = [
+        "stress",
+        "--vm",
+        "1",
+        "--vm-bytes",
+        "200M",
+        "--vm-keep",
+        "--timeout",
+        "60",
+    ];
+    let out = stage_command(STAGE)
+        .args(["run", "--trace", "json", "-m", "64m"])
+        .args(stress)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(137), "{err}");
+    assert!(
+        err.lines().last().unwrap().starts_with(
+            "05-cgroups: the container hit its memory limit (64 MiB): the kernel OOM-killed"
+        ),
+        "{err}"
+    );
+    assert_removed(&cgroup_leaf_dirs(&json_events(&err)));
+
+    let out = run_stage(
+        STAGE,
+        [
+            "stress",
+            "--vm",
+            "1",
+            "--vm-bytes",
+            "200M",
+            "--timeout",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// A fork loop stops at `--pids-limit`.
+#[test]
+fn pids_limit_stops_a_fork_loop() {
+    require_root!();
+    // An inner shell forks `sleep`s until fork fails (busybox sh then
+    // gives up: "can't fork"); its sleeps stay. The outer shell counts the
+    // processes with a glob over /proc, which needs no fork of its own.
+    let script =
+        r#"sh -c 'for i in $(seq 30); do sleep 1000 & done'; set -- /proc/[0-9]*; echo $#"#;
+    let out = run_stage(STAGE, ["--pids-limit", "10", "sh", "-c", script]);
+    let count: usize = stdout(&out)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", stderr(&out)));
+    assert!(
+        (2..=10).contains(&count),
+        "{count} processes under a limit of 10"
+    );
+    assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
+
+    let out = run_stage(STAGE, ["sh", "-c", script]);
+    let count: usize = stdout(&out).trim().parse().unwrap();
+    assert_eq!(count, 31, "without a limit all 30 start");
+}
+
+/// `--cpus 0.2` throttles a busy loop: the kernel's own counters say so.
+#[test]
+fn cpus_throttle_a_busy_loop() {
+    require_root!();
+    let running = start(
+        &["--cpus", "0.2"],
+        "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done",
+    );
+    let dir = running
+        .dirs()
+        .into_iter()
+        .find(|d| d.join("cpu.stat").exists())
+        .expect("a cgroup with cpu.stat");
+    let stat = read(&dir.join("cpu.stat"));
+    let field = |name: &str| -> u64 {
+        stat.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in {stat}"))
+    };
+    assert!(field("nr_throttled ") > 0, "not throttled: {stat}");
+    let (code, _) = running.finish();
+    assert_eq!(code, Some(0));
+}
+
+/// `--cpuset-cpus 0` pins the container to CPU 0.
+#[test]
+fn cpuset_pins() {
+    require_root!();
+    let out = run_stage(
+        STAGE,
+        [
+            "--cpuset-cpus",
+            "0",
+            "grep",
+            "Cpus_allowed_list",
+            "/proc/self/status",
+        ],
+    );
+    assert_eq!(stdout(&out), "Cpus_allowed_list:\t0\n", "{}", stderr(&out));
+}
+
+/// Nothing is left after any way a container can end.
+#[rstest]
+#[case::normal_exit(&["true"], 0)]
+#[case::non_zero_exit(&["sh", "-c", "exit 7"], 7)]
+#[case::command_not_found(&["no-such-command"], 127)]
+fn nothing_left_after_exit(#[case] command: &[&str], #[case] code: i32) {
+    require_root!();
+    let out = stage_command(STAGE)
+        .args(["run", "--trace", "json", "-m", "32m", "--pids-limit", "50"])
+        .args(command)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+    assert_removed(&cgroup_leaf_dirs(&json_events(&stderr(&out))));
+}
+
+#[test]
+fn nothing_left_after_sigkill_of_the_container() {
+    require_root!();
+    let running = start(&["-m", "32m"], "true");
+    let init = init_host_pid(&running.events).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let dirs = running.dirs();
+    let (code, _) = running.finish_after_kill();
+    assert_eq!(code, Some(137));
+    assert_removed(&dirs);
+}
+
+#[test]
+fn nothing_left_after_sigterm_to_run() {
+    require_root!();
+    let running = start(&["-m", "32m"], "trap 'exit 143' TERM");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let dirs = running.dirs();
+    let (code, _) = running.finish_after_kill();
+    assert_eq!(code, Some(143));
+    assert_removed(&dirs);
+}
+
+/// run itself killed with SIGKILL cannot clean up: the container dies with
+/// it (PR_SET_PDEATHSIG) and `cleanup` removes the cgroup it left.
+#[test]
+fn cleanup_removes_what_a_killed_run_left() {
+    require_root!();
+    let running = start(&["-m", "32m"], "true");
+    let dirs = running.dirs();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let (code, _) = running.finish_after_kill();
+    assert_eq!(code, None, "run was killed by a signal");
+    assert!(
+        dirs.iter().all(|d| d.exists()),
+        "a killed run cannot have cleaned up"
+    );
+    stage_command(STAGE)
+        .args(["cleanup"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("removed"));
+    assert_removed(&dirs);
+}
+
+impl Running {
+    /// The container was ended from outside: collect what is left.
+    fn finish_after_kill(mut self) -> (Option<i32>, String) {
+        drop(self.stdin);
+        let mut err = String::new();
+        self.stderr.read_to_string(&mut err).unwrap();
+        let code = self.child.wait().unwrap().code();
+        (code, err)
+    }
+}
+
+/// Malformed values: one line naming the problem, exit 125, no cgroup made.
+#[rstest]
+#[case::bad_unit(&["-m", "100x"], "invalid value '100x'")]
+#[case::below_minimum(&["-m", "1k"], "below the minimum")]
+#[case::negative_cpus(&["--cpus", "-1"], "invalid value '-1'")]
+#[case::too_many_cpus(&["--cpus", "999"], "must be between 0.01")]
+#[case::backwards_range(&["--cpuset-cpus", "9-3"], "runs backwards")]
+#[case::missing_cpu(&["--cpuset-cpus", "999"], "CPU 999 is not online")]
+#[case::zero_pids(&["--pids-limit", "0"], "positive whole number")]
+#[case::shares_out_of_range(&["--cpu-shares", "1"], "between 2 and 262144")]
+#[case::swap_without_memory(&["--memory-swap", "64m"], "--memory-swap needs --memory")]
+#[case::swap_below_memory(&["-m", "64m", "--memory-swap", "32m"], "below --memory")]
+#[case::escaping_parent(&["--cgroup-parent", "../elsewhere"], "relative path of names")]
+fn bad_limits_are_refused_before_anything_is_made(#[case] flags: &[&str], #[case] message: &str) {
+    let parent = format!("{}-bad", test_env().cgroup_parent);
+    let out = stage_command(STAGE)
+        .env("MINIBOX_CGROUP_PARENT", &parent)
+        .arg("run")
+        .args(flags)
+        .arg("true")
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(message));
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for tree in ["", "memory", "cpu", "cpuset", "pids"] {
+        let dir = Path::new("/sys/fs/cgroup").join(tree).join(&parent);
+        assert!(!dir.exists(), "{} was made", dir.display());
+    }
+}
