@@ -4,6 +4,7 @@
 use regex::Regex;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Output;
 
@@ -77,14 +78,22 @@ pub fn stage_bin(stage: &str) -> PathBuf {
 
 /// Whether a test that needs root may run. Under CI (`CI=true`) every test
 /// runs for real, so a missing root is a failure, not a skip.
-pub fn have_root(test: &str) -> bool {
+pub fn have_root(module: &str) -> bool {
+    // libtest names each test's thread after the test.
+    let current = std::thread::current();
+    let test = current.name().unwrap_or(module);
     if nix::unistd::geteuid().is_root() {
         return true;
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test}: needs root, and CI=true forbids skipping");
     }
-    eprintln!("SKIPPED {test}: needs root (containers need CAP_SYS_ADMIN); run `just test`, which uses sudo");
+    // Straight to stderr, not eprintln!: the test harness would capture that
+    // and the skip would go unseen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs root (containers need CAP_SYS_ADMIN); run `just test`, which uses sudo"
+    );
     false
 }
 

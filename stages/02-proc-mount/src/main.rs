@@ -75,6 +75,7 @@ fn run(args: RunArgs) -> Result<Exit> {
     trace::start(args.options.trace);
     let id = namespaces::generate_id()?;
     let hostname = args.options.hostname_or(&id)?;
+    let stdin = args.options.stdin()?;
 
     let mut init_args: Vec<OsString> = vec!["--hostname".into(), hostname.into(), "--".into()];
     init_args.extend(args.command);
@@ -82,7 +83,7 @@ fn run(args: RunArgs) -> Result<Exit> {
         namespaces: NAMESPACES,
         args: init_args,
         pass_fds: vec![],
-        stdin: args.options.stdin()?,
+        stdin,
         terminal: args.options.tty,
     })
     .context("cannot start the container")?;

@@ -70,13 +70,14 @@ fn run(args: RunArgs) -> Result<Exit> {
     trace::start(args.options.trace);
     let id = namespaces::generate_id()?;
     let hostname = args.options.hostname_or(&id)?;
+    let stdin = args.options.stdin()?;
 
     let command_pipe = CommandPipe::new()?;
     let mut init = namespaces::spawn_init(InitSpec {
         namespaces: NAMESPACES,
         args: vec!["--hostname".into(), hostname.into()],
         pass_fds: vec![(command_pipe.read_end(), COMMAND_FD)],
-        stdin: args.options.stdin()?,
+        stdin,
         terminal: args.options.tty,
     })
     .context("cannot start the container")?;

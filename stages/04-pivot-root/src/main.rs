@@ -79,6 +79,7 @@ fn run(args: RunArgs) -> Result<Exit> {
     trace::start(args.options.trace);
     let id = namespaces::generate_id()?;
     let hostname = args.options.hostname_or(&id)?;
+    let stdin = args.options.stdin()?;
     let rootfs = rootfs::resolve(args.rootfs.as_deref())?;
 
     let command_pipe = CommandPipe::new()?;
@@ -91,7 +92,7 @@ fn run(args: RunArgs) -> Result<Exit> {
             rootfs.into(),
         ],
         pass_fds: vec![(command_pipe.read_end(), COMMAND_FD)],
-        stdin: args.options.stdin()?,
+        stdin,
         terminal: args.options.tty,
     })
     .context("cannot start the container")?;

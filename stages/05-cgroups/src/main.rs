@@ -90,6 +90,7 @@ fn run(args: RunArgs) -> Result<Exit> {
     let limits = args.resources.limits()?;
     let id = namespaces::generate_id()?;
     let hostname = args.options.hostname_or(&id)?;
+    let stdin = args.options.stdin()?;
     let rootfs = rootfs::resolve(args.rootfs.as_deref())?;
 
     // The cgroup exists, limits and all, before init exists.
@@ -108,7 +109,7 @@ fn run(args: RunArgs) -> Result<Exit> {
             rootfs.into(),
         ],
         pass_fds: vec![(command_pipe.read_end(), COMMAND_FD)],
-        stdin: args.options.stdin()?,
+        stdin,
         terminal: args.options.tty,
     })
     .context("cannot start the container")?;
