@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::trace;
 use nix::errno::Errno;
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Where cgroup file systems live.
@@ -770,41 +770,10 @@ fn read_trimmed(file: &Path) -> Result<String> {
         .map_err(|e| Error::io(format!("read {}", file.display()), e))
 }
 
-/// A lock held by `run` for as long as its container's cgroup exists, so a
-/// later run can tell a crashed run's leftovers (lock free) from a live
-/// container that is still starting (lock held).
-#[derive(Debug)]
-pub struct CgroupLock {
-    _lock: nix::fcntl::Flock<File>,
-    path: PathBuf,
-}
-
-impl CgroupLock {
-    pub fn acquire(id: &str) -> Result<CgroupLock> {
-        let dir = crate::paths::runtime_dir().join("cgroups");
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let path = dir.join(format!("{id}.lock"));
-        let file =
-            File::create(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, errno)| Error::Sys {
-                step: format!("flock({})", path.display()),
-                errno,
-            })?;
-        Ok(CgroupLock { _lock: lock, path })
-    }
-}
-
-impl Drop for CgroupLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
 /// Remove cgroups under `parent` left by runs that died without cleaning
 /// up (SIGKILL, a crash): empty, and no live run holds their lock.
 pub fn remove_stale(hierarchy: &Hierarchy, parent: &str) -> Result<usize> {
-    let lock_dir = crate::paths::runtime_dir().join("cgroups");
+    
     let probe = Cgroup {
         hierarchy: hierarchy.clone(),
         relative: PathBuf::from(parent),
@@ -823,23 +792,21 @@ pub fn remove_stale(hierarchy: &Hierarchy, parent: &str) -> Result<usize> {
         if !entry.path().is_dir() || !is_container_id(&name) {
             continue;
         }
-        let lock_path = lock_dir.join(format!("{name}.lock"));
+        let lock_path = crate::paths::ContainerLock::path(&name);
         let mut stale = Cgroup {
             hierarchy: hierarchy.clone(),
             relative: Path::new(parent).join(&name),
             created_parents: Vec::new(),
             removed: true,
         };
-        let abandoned = match File::options().write(true).open(&lock_path) {
+        let abandoned = match crate::paths::ContainerLock::owner_alive(&lock_path) {
             // A free lock: the run that made this cgroup is gone, and so is
             // its container (init dies with run: PR_SET_PDEATHSIG). A held
             // lock: a live run, perhaps still between mkdir and moving init in.
-            Ok(file) => {
-                nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
-            }
+            Some(alive) => !alive,
             // No lock file: made under another MINIBOX_ROOT; only an empty
             // cgroup is surely abandoned.
-            Err(_) => stale.dirs().iter().all(|(_, dir)| {
+            None => stale.dirs().iter().all(|(_, dir)| {
                 fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
             }),
         };
@@ -849,7 +816,6 @@ pub fn remove_stale(hierarchy: &Hierarchy, parent: &str) -> Result<usize> {
         stale.removed = false;
         if stale.remove().is_ok() {
             removed += 1;
-            let _ = fs::remove_file(&lock_path);
         }
     }
     Ok(removed)

@@ -10,11 +10,12 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
-use minibox::cgroups::{self, Cgroup, CgroupLock, Hierarchy};
+use minibox::cgroups::{self, Cgroup, Hierarchy};
 use minibox::cli::{self, ResourceOptions, RunOptions};
 use minibox::command::{self, CommandPipe, COMMAND_FD};
 use minibox::mounts;
 use minibox::namespaces::{self, Exit, InitSpec};
+use minibox::paths::ContainerLock;
 use minibox::rootfs;
 use minibox::sync::RunLink;
 use minibox::trace;
@@ -95,7 +96,7 @@ fn run(args: RunArgs) -> Result<Exit> {
 
     // The cgroup exists, limits and all, before init exists.
     let hierarchy = Hierarchy::detect()?;
-    let _lock = CgroupLock::acquire(&id)?;
+    let _lock = ContainerLock::acquire(&id)?;
     cgroups::remove_stale(&hierarchy, &args.resources.cgroup_parent)?;
     let mut cgroup = Cgroup::create(hierarchy, &args.resources.cgroup_parent, &id, &limits)?;
 
@@ -137,6 +138,7 @@ fn run(args: RunArgs) -> Result<Exit> {
 fn cleanup(cgroup_parent: &str) -> Result<Exit> {
     let hierarchy = Hierarchy::detect()?;
     let removed = cgroups::remove_stale(&hierarchy, cgroup_parent)?;
+    ContainerLock::remove_free_locks();
     println!("removed {removed} stale cgroup(s) under {cgroup_parent}");
     Ok(Exit::Code(0))
 }
