@@ -773,7 +773,6 @@ fn read_trimmed(file: &Path) -> Result<String> {
 /// Remove cgroups under `parent` left by runs that died without cleaning
 /// up (SIGKILL, a crash): empty, and no live run holds their lock.
 pub fn remove_stale(hierarchy: &Hierarchy, parent: &str) -> Result<usize> {
-    
     let probe = Cgroup {
         hierarchy: hierarchy.clone(),
         relative: PathBuf::from(parent),

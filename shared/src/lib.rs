@@ -13,6 +13,9 @@
 //! | [`rootfs`]    | finding the rootfs and `pivot_root` into it              |
 //! | [`cgroups`]   | resource limits on cgroup v1 and v2                      |
 //! | [`paths`]     | where state and locks live (`MINIBOX_ROOT`)              |
+//! | [`image`]     | images: import a tarball safely, resolve by name         |
+//! | [`layer`]     | the overlayfs layer a container writes to                |
+//! | [`volumes`]   | `-v HOST:CONTAINER[:ro]` bind mounts, resolved in root   |
 //! | [`cli`]       | flags shared by every stage, exit codes                  |
 //!
 //! Every syscall that matters goes through [`trace::step`], which records
@@ -22,11 +25,14 @@ pub mod cgroups;
 pub mod cli;
 pub mod command;
 pub mod error;
+pub mod image;
+pub mod layer;
 pub mod mounts;
 pub mod namespaces;
 pub mod paths;
 pub mod rootfs;
 pub mod sync;
 pub mod trace;
+pub mod volumes;
 
 pub use error::{Error, Result};

@@ -276,28 +276,34 @@ impl InitProcess {
     fn reap_once(&self) -> Result<Exit> {
         let step = format!("waitpid({})", self.pid);
         loop {
+            // A signal may have been forwarded at any moment, not only while
+            // we sat in waitpid: report it before going on.
+            self.report_forwarded_signal();
             match waitpid(self.pid, None) {
                 Ok(WaitStatus::Exited(_, code)) => {
+                    self.report_forwarded_signal();
                     trace::note(step, Some(format!("exited with status {code}")));
                     return Ok(Exit::Code(code));
                 }
                 Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    self.report_forwarded_signal();
                     trace::note(step, Some(format!("killed by {}", sig.as_str())));
                     return Ok(Exit::Signal(sig));
                 }
-                Ok(_) => continue,
-                Err(Errno::EINTR) => {
-                    let sig = LAST_FORWARDED.swap(0, Ordering::SeqCst);
-                    if sig != 0 {
-                        let name = Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("?");
-                        trace::note(
-                            format!("kill({}, {name})", self.pid),
-                            Some("forwarded".into()),
-                        );
-                    }
-                }
+                Ok(_) | Err(Errno::EINTR) => continue,
                 Err(errno) => return trace::step(step, Err(errno)),
             }
+        }
+    }
+
+    fn report_forwarded_signal(&self) {
+        let sig = LAST_FORWARDED.swap(0, Ordering::SeqCst);
+        if sig != 0 {
+            let name = Signal::try_from(sig).map_or("?", |s| s.as_str());
+            trace::note(
+                format!("kill({}, {name})", self.pid),
+                Some("forwarded".into()),
+            );
         }
     }
 }

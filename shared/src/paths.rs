@@ -38,16 +38,19 @@ impl ContainerLock {
     pub fn acquire(id: &str) -> Result<ContainerLock> {
         let path = Self::path(id);
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+            fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         }
-        let file = File::create(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        let file =
+            File::create(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
         // Blocking: ids are unique, so the only other holder can be a
         // `cleanup` testing this lock for a moment.
-        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, errno)| Error::Sys {
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
+            |(_, errno)| Error::Sys {
                 step: format!("flock({})", path.display()),
                 errno,
-            })?;
+            },
+        )?;
         Ok(ContainerLock { _lock: lock, path })
     }
 
@@ -55,7 +58,8 @@ impl ContainerLock {
     /// the lock file is there but free, `None` if there is no lock file.
     pub fn owner_alive(path: &Path) -> Option<bool> {
         let file = File::options().write(true).open(path).ok()?;
-        let free = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok();
+        let free =
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok();
         Some(!free)
     }
 

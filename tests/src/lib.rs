@@ -9,12 +9,13 @@ use std::path::PathBuf;
 use std::process::Output;
 
 /// The stage binaries, in course order.
-pub const STAGES: [&str; 5] = [
+pub const STAGES: [&str; 6] = [
     "01-namespaces",
     "02-proc-mount",
     "03-pipe-args",
     "04-pivot-root",
     "05-cgroups",
+    "06-volumes",
 ];
 
 /// This test process's own state root and cgroup parent, so that test runs
@@ -114,7 +115,25 @@ pub fn host_mountinfo() -> String {
 
 /// Run `<stage> run ARGS…` with a plain trace and check that the host's
 /// mount table is the same afterwards (containers must leave nothing).
+///
+/// ARGS are options and a command, the form stages 01–05 take. From stage
+/// 06 on `run` wants `IMAGE [COMMAND]`; `--rootfs` keeps the old form, and
+/// is added here so every earlier test also runs against the later stages.
 pub fn run_stage<I, S>(stage: &str, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut full: Vec<std::ffi::OsString> = Vec::new();
+    if stage >= "06" {
+        full.extend(["--rootfs".into(), default_rootfs().into_os_string()]);
+    }
+    full.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+    run_stage_as_given(stage, full)
+}
+
+/// `<stage> run ARGS…` exactly as given (e.g. docker's `IMAGE COMMAND` form).
+pub fn run_stage_as_given<I, S>(stage: &str, args: I) -> Output
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -163,7 +182,9 @@ pub fn redact_trace(trace: &str) -> String {
         (r"/[0-9a-f]{12}\b", "/[ID]"),
         (r"minibox-test-\d+", "[PARENT]"),
     ];
-    let mut text = trace.replace(&rootfs, "[ROOTFS]");
+    let mut text = trace
+        .replace(&rootfs, "[ROOTFS]")
+        .replace(&test_env().root.display().to_string(), "[ROOT]");
     for (pattern, replacement) in rules {
         text = Regex::new(pattern)
             .expect("valid regex")

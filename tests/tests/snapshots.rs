@@ -4,29 +4,34 @@
 
 use minibox_tests::{
     cgroup_mode, host_mountinfo, mount_table_diff, normalize_mounts, redact_trace, require_root,
-    run_stage, stderr, stdout, test_env, STAGES,
+    run_stage, run_stage_as_given, stderr, stdout, test_env, STAGES,
 };
 use rstest::rstest;
 
 /// The plain trace of one small container run, PIDs and paths redacted.
 #[rstest]
-fn trace(#[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4])] stage: &str) {
+fn trace(#[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5])] stage: &str) {
     require_root!();
     let mut args = vec!["--hostname", "snapbox"];
     // A cgroup parent of this test's own, so whether the trace shows the
     // parent being made does not depend on other tests running beside it.
-    let parent = format!("{}-trace", test_env().cgroup_parent);
+    let parent = format!("{}-trace{}", test_env().cgroup_parent, &stage[..2]);
     if stage >= "05" {
         args.extend(["--cgroup-parent", &parent]);
     }
+    // Stage 06 on: docker's IMAGE COMMAND form, with the default image.
+    if stage >= "06" {
+        args.push("busybox");
+    }
     args.extend(["/bin/sh", "-c", "echo hi"]);
-    let out = run_stage(stage, &args);
+    let out = run_stage_as_given(stage, &args);
     assert_eq!(stdout(&out), "hi\n", "{}", stderr(&out));
     // From stage 05 on the trace shows cgroup paths, which differ between
     // cgroup v1, hybrid and v2 machines: one snapshot per mode.
-    let name = match stage {
-        "05-cgroups" => format!("trace_{}_{}", &stage[..2], cgroup_mode()),
-        _ => format!("trace_{}", &stage[..2]),
+    let name = if stage >= "05" {
+        format!("trace_{}_{}", &stage[..2], cgroup_mode())
+    } else {
+        format!("trace_{}", &stage[..2])
     };
     insta::assert_snapshot!(name, redact_trace(&stderr(&out)));
 }
@@ -49,14 +54,14 @@ fn mounts_changed(#[values(STAGES[0], STAGES[1], STAGES[2])] stage: &str) {
 /// is a bind mount of the rootfs, whose type and options are the host
 /// file system's, so that one line is reduced to its mount point.
 #[rstest]
-fn mounts_own_root(#[values(STAGES[3], STAGES[4])] stage: &str) {
+fn mounts_own_root(#[values(STAGES[3], STAGES[4], STAGES[5])] stage: &str) {
     require_root!();
     let out = run_stage(stage, ["cat", "/proc/self/mountinfo"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table: Vec<String> = normalize_mounts(&stdout(&out))
         .into_iter()
         .map(|line| {
-            if line.starts_with("/ ") {
+            if line.starts_with("/ ") && !line.starts_with("/ overlay ") {
                 "/ [rootfs bind mount]".to_string()
             } else {
                 line
