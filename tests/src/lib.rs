@@ -29,6 +29,7 @@ pub struct TestEnv {
 pub fn test_env() -> &'static TestEnv {
     static ENV: std::sync::OnceLock<TestEnv> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
+        remove_dead_test_roots();
         let tag = format!("minibox-test-{}", std::process::id());
         let root = std::env::temp_dir().join(&tag);
         std::fs::create_dir_all(&root).expect("create the test state root");
@@ -37,6 +38,25 @@ pub fn test_env() -> &'static TestEnv {
             cgroup_parent: tag,
         }
     })
+}
+
+/// Earlier test processes' state roots, once those processes are gone.
+fn remove_dead_test_roots() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("minibox-test-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A command for `<stage> ARGS…` in this test process's environment.
