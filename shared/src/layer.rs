@@ -45,12 +45,12 @@ impl Layer {
         };
         fs::create_dir_all(containers_dir())
             .map_err(|e| Error::io(format!("create {}", containers_dir().display()), e))?;
-        for dir in [
-            layer.dir.clone(),
-            layer.upper(),
-            layer.work(),
-            layer.merged(),
-        ] {
+        // Stage 07 has already made the container's directory (for its state).
+        let mut dirs = vec![layer.upper(), layer.work(), layer.merged()];
+        if !layer.dir.is_dir() {
+            dirs.insert(0, layer.dir.clone());
+        }
+        for dir in dirs {
             trace::step(
                 format!("mkdir({:?})", dir.display().to_string()),
                 nix::unistd::mkdir(&dir, nix::sys::stat::Mode::from_bits_truncate(0o755)),
@@ -97,6 +97,11 @@ impl Layer {
         )
     }
 
+    /// Keep the layer after the container exits (stage 07: until `rm`).
+    pub fn keep(&mut self) {
+        self.removed = true;
+    }
+
     /// run: delete the layer once the container is gone.
     pub fn remove(&mut self) -> Result<()> {
         if self.removed {
@@ -111,6 +116,12 @@ impl Drop for Layer {
     fn drop(&mut self) {
         let _ = self.remove();
     }
+}
+
+/// Delete a container directory (layer, state, log) unless its overlay is
+/// somehow still mounted.
+pub fn remove_dir(dir: &Path) -> Result<()> {
+    remove_layer_dir(dir)
 }
 
 fn remove_layer_dir(dir: &Path) -> Result<()> {
@@ -137,22 +148,24 @@ fn remove_layer_dir(dir: &Path) -> Result<()> {
 /// `lowerdir=…,upperdir=…,workdir=…`, with `\`, `,` and `:` escaped: in
 /// overlay options `,` separates options and `:` separates lower layers.
 pub fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> String {
-    let escape = |p: &Path| {
-        let mut out = String::new();
-        for c in p.display().to_string().chars() {
-            if matches!(c, '\\' | ',' | ':') {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out
-    };
     format!(
         "lowerdir={},upperdir={},workdir={}",
-        escape(lower),
-        escape(upper),
-        escape(work)
+        escape_option(lower),
+        escape_option(upper),
+        escape_option(work)
     )
+}
+
+/// A path as an overlay option value.
+pub fn escape_option(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.display().to_string().chars() {
+        if matches!(c, '\\' | ',' | ':') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Remove layers whose run died (its lock is free): a crash's leftovers.
@@ -163,7 +176,9 @@ pub fn remove_stale() -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let id = entry.file_name().to_string_lossy().into_owned();
-        if !crate::cgroups::is_container_id(&id) {
+        // A directory with a state file is a stage-07 container, kept
+        // after it exits until `rm`: not a leftover.
+        if !crate::cgroups::is_container_id(&id) || entry.path().join("state.json").exists() {
             continue;
         }
         if ContainerLock::owner_alive(&ContainerLock::path(&id)) != Some(true)

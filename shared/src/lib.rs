@@ -15,6 +15,8 @@
 //! | [`paths`]     | where state and locks live (`MINIBOX_ROOT`)              |
 //! | [`image`]     | images: import a tarball safely, resolve by name         |
 //! | [`layer`]     | the overlayfs layer a container writes to                |
+//! | [`lifecycle`] | detach, stop by pidfd, exec's setns, ps/logs/rm/commit   |
+//! | [`state`]     | container state: atomic JSON, names, liveness            |
 //! | [`volumes`]   | `-v HOST:CONTAINER[:ro]` bind mounts, resolved in root   |
 //! | [`cli`]       | flags shared by every stage, exit codes                  |
 //!
@@ -27,10 +29,12 @@ pub mod command;
 pub mod error;
 pub mod image;
 pub mod layer;
+pub mod lifecycle;
 pub mod mounts;
 pub mod namespaces;
 pub mod paths;
 pub mod rootfs;
+pub mod state;
 pub mod sync;
 pub mod trace;
 pub mod volumes;

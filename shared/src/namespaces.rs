@@ -405,3 +405,67 @@ pub fn validate_hostname(name: &str) -> Result<()> {
         )))
     }
 }
+
+/// A process `exec` started inside a container.
+pub struct ExecChild {
+    pid: Pid,
+}
+
+/// Fork, and exec `program` in the child. Called after `setns`: the child
+/// is the first of our processes inside the container's PID namespace.
+pub fn fork_exec(
+    program: &std::path::Path,
+    argv: &[OsString],
+    env: &[String],
+    stdin: Stdin,
+) -> Result<ExecChild> {
+    let program_c = CString::new(program.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Usage("program path contains a NUL byte".into()))?;
+    let argv = to_cstrings(argv)?;
+    let env: Vec<OsString> = env.iter().map(OsString::from).collect();
+    let envp = to_cstrings(&env)?;
+    // SAFETY: single-threaded (see `lifecycle::enter`), so the child's copy
+    // of the process is consistent.
+    match unsafe { nix::unistd::fork() } {
+        Err(errno) => trace::step("fork()", Err(errno)),
+        Ok(nix::unistd::ForkResult::Child) => {
+            if stdin == Stdin::Null {
+                if let Ok(null) = nix::fcntl::open(
+                    "/dev/null",
+                    nix::fcntl::OFlag::O_RDONLY,
+                    nix::sys::stat::Mode::empty(),
+                ) {
+                    let _ = nix::unistd::dup2(null, 0);
+                }
+            }
+            let errno = nix::unistd::execve(&program_c, &argv, &envp).unwrap_err();
+            eprintln!(
+                "exec {}: {}",
+                program.display(),
+                crate::error::describe(errno)
+            );
+            // SAFETY: _exit skips the parent's atexit handlers and buffers.
+            unsafe { libc::_exit(crate::error::EXIT_CANNOT_EXECUTE as i32) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            trace::note(
+                "fork()",
+                Some(format!("pid {child} (in the container's PID namespace)")),
+            );
+            Ok(ExecChild { pid: child })
+        }
+    }
+}
+
+impl ExecChild {
+    pub fn wait(self) -> Result<Exit> {
+        loop {
+            match waitpid(self.pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Exit::Signal(sig)),
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(errno) => return trace::step(format!("waitpid({})", self.pid), Err(errno)),
+            }
+        }
+    }
+}

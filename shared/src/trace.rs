@@ -42,18 +42,12 @@ pub enum TraceMode {
     Off,
 }
 
-/// Which process took the step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Actor {
-    Run,
-    Init,
-}
-
 /// One step, as sent between processes and printed in `json` mode.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
-    pub actor: Actor,
+    /// Which process took the step: `run`, `init`, and in stage 07 also
+    /// `exec`, `stop`, … (the subcommand's name).
+    pub actor: String,
     /// The actor's pid as the actor itself sees it (init sees 1).
     pub pid: i32,
     /// The call with its arguments, e.g. `sethostname("c0ffee")`.
@@ -75,6 +69,7 @@ pub struct Event {
 enum Sink {
     /// run: draws (or prints) the events itself.
     Render {
+        actor: &'static str,
         mode: TraceMode,
         pending: Vec<Event>,
         init_host_pid: Option<i32>,
@@ -88,12 +83,18 @@ static SINK: Mutex<Option<Sink>> = Mutex::new(None);
 
 /// Called by run: start recording in `mode`.
 pub fn start(mode: TraceMode) {
+    start_as("run", mode);
+}
+
+/// Start recording steps of the process `actor` (`exec`, `stop`, …).
+pub fn start_as(actor: &'static str, mode: TraceMode) {
     if !std::io::stderr().is_terminal()
         || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
     {
         colored::control::set_override(false);
     }
     set_sink(Sink::Render {
+        actor,
         mode,
         pending: Vec::new(),
         init_host_pid: None,
@@ -157,12 +158,12 @@ pub fn failed(step: impl Into<String>, errno: Errno) {
 }
 
 fn own_event(step: String, result: Option<String>, errno: Option<Errno>) -> Event {
-    let forwarding = matches!(
-        SINK.lock().unwrap_or_else(|p| p.into_inner()).as_ref(),
-        Some(Sink::Forward)
-    );
+    let actor = match SINK.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        Some(Sink::Render { actor, .. }) => *actor,
+        _ => "init",
+    };
     Event {
-        actor: if forwarding { Actor::Init } else { Actor::Run },
+        actor: actor.to_string(),
         pid: std::process::id() as i32,
         step: shorten(step),
         result,
@@ -208,6 +209,7 @@ pub fn flush() {
         mode: TraceMode::Tree,
         pending,
         init_host_pid,
+        ..
     }) = guard.as_mut()
     else {
         return;
@@ -225,16 +227,15 @@ pub fn render_tree(events: &[Event], init_host_pid: Option<i32>) -> String {
     let mut out = String::new();
     let mut i = 0;
     while i < events.len() {
-        let actor = events[i].actor;
+        let actor = &events[i].actor;
         let end = events[i..]
             .iter()
-            .position(|e| e.actor != actor)
+            .position(|e| &e.actor != actor)
             .map_or(events.len(), |n| i + n);
         let pid = events[i].pid;
-        let header = match (actor, init_host_pid) {
-            (Actor::Run, _) => format!("{}  (pid {pid})", "run".bold()),
-            (Actor::Init, Some(host)) => format!("{}  (pid {pid}, host pid {host})", "init".bold()),
-            (Actor::Init, None) => format!("{}  (pid {pid})", "init".bold()),
+        let header = match (actor.as_str(), init_host_pid) {
+            ("init", Some(host)) => format!("{}  (pid {pid}, host pid {host})", "init".bold()),
+            (name, _) => format!("{}  (pid {pid})", name.bold()),
         };
         out.push_str(&header);
         out.push('\n');
