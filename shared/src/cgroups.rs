@@ -765,9 +765,14 @@ fn fill_cpuset(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn read_trimmed(file: &Path) -> Result<String> {
+    // As a syscall error with its errno: a parent that a concurrent run has
+    // just removed (ENOENT) makes `create` start over.
     fs::read_to_string(file)
         .map(|s| s.trim().to_string())
-        .map_err(|e| Error::io(format!("read {}", file.display()), e))
+        .map_err(|e| Error::Sys {
+            step: format!("read({:?})", file.display().to_string()),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })
 }
 
 /// Remove cgroups under `parent` left by runs that died without cleaning

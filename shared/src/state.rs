@@ -344,8 +344,13 @@ pub fn find(name_or_id: &str) -> Result<ContainerState> {
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 2..];
-    // after_name starts at field 3; field 22 is 19 further.
-    after_name.split(' ').nth(19)?.parse().ok()
+    // after_name starts at field 3, the state; field 22 is 19 further.
+    // A zombie has exited, whoever has yet to reap it: not running.
+    let mut fields = after_name.split(' ');
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// `Up 3 minutes`, `Exited (137) 10 seconds ago`: docker's STATUS column.

@@ -9,13 +9,14 @@ use std::path::PathBuf;
 use std::process::Output;
 
 /// The stage binaries, in course order.
-pub const STAGES: [&str; 6] = [
+pub const STAGES: [&str; 7] = [
     "01-namespaces",
     "02-proc-mount",
     "03-pipe-args",
     "04-pivot-root",
     "05-cgroups",
     "06-volumes",
+    "07-full",
 ];
 
 /// This test process's own state root and cgroup parent, so that test runs
@@ -145,11 +146,23 @@ where
     S: AsRef<OsStr>,
 {
     let mut full: Vec<std::ffi::OsString> = Vec::new();
-    if stage >= "06" {
-        full.extend(["--rootfs".into(), default_rootfs().into_os_string()]);
-    }
+    full.extend(compat_flags(stage));
     full.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
     run_stage_as_given(stage, full)
+}
+
+/// What keeps the stage 01–05 form of `run` working on later stages:
+/// `--rootfs` (06: IMAGE [COMMAND] otherwise) and `--rm` (07: containers
+/// are kept until `rm` otherwise).
+pub fn compat_flags(stage: &str) -> Vec<std::ffi::OsString> {
+    let mut flags = Vec::new();
+    if stage >= "06" {
+        flags.extend(["--rootfs".into(), default_rootfs().into_os_string()]);
+    }
+    if stage >= "07" {
+        flags.push("--rm".into());
+    }
+    flags
 }
 
 /// `<stage> run ARGS…` exactly as given (e.g. docker's `IMAGE COMMAND` form).
@@ -195,7 +208,10 @@ pub fn default_rootfs() -> PathBuf {
 pub fn redact_trace(trace: &str) -> String {
     let rootfs = default_rootfs().display().to_string();
     let rules = [
-        (r"(?m)^run  \(pid \d+\)", "run  (pid [PID])"),
+        (r"(?m)^(\w+)  \(pid \d+\)", "$1  (pid [PID])"),
+        (r"/proc/\d+/", "/proc/[PID]/"),
+        (r"pidfd_open\(\d+\)", "pidfd_open([PID])"),
+        (r"→ pid \d+", "→ pid [PID]"),
         (r"host pid \d+", "host pid [PID]"),
         (r"(waitpid|kill)\(\d+", "$1([PID]"),
         (r#"cgroup.procs", "\d+""#, r#"cgroup.procs", "[PID]""#),

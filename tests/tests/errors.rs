@@ -17,7 +17,8 @@ fn one_line(text: &[u8]) -> String {
 #[case::bad_hostname(&["run", "--hostname", "no spaces", "true"], "invalid --hostname")]
 #[case::tty_without_terminal(&["run", "-t", "true"], "-t needs a terminal")]
 fn usage_errors(
-    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5])] stage: &str,
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5], STAGES[6])]
+    stage: &str,
     #[case] args: &[&str],
     #[case] message: &str,
 ) {

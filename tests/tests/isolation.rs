@@ -11,7 +11,8 @@ use std::process::Stdio;
 
 #[rstest]
 fn the_command_is_pid_1(
-    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5])] stage: &str,
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5], STAGES[6])]
+    stage: &str,
 ) {
     require_root!();
     let out = run_stage(stage, ["sh", "-c", "echo $$"]);
@@ -21,7 +22,8 @@ fn the_command_is_pid_1(
 
 #[rstest]
 fn the_hostname_is_the_containers_own(
-    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5])] stage: &str,
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5], STAGES[6])]
+    stage: &str,
 ) {
     require_root!();
     let host_before = nix::unistd::gethostname().unwrap();
@@ -48,6 +50,7 @@ fn the_hostname_is_the_containers_own(
 #[case::own_proc(STAGES[3], false)]
 #[case::own_proc(STAGES[4], false)]
 #[case::own_proc(STAGES[5], false)]
+#[case::own_proc(STAGES[6], false)]
 fn which_processes_are_visible(#[case] stage: &str, #[case] sees_host: bool) {
     require_root!();
     let out = run_stage(stage, ["sh", "-c", "ls /proc"]);
@@ -72,7 +75,8 @@ fn which_processes_are_visible(#[case] stage: &str, #[case] sees_host: bool) {
 /// the command pipe (03+).
 #[rstest]
 fn arguments_arrive_byte_for_byte(
-    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5])] stage: &str,
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5], STAGES[6])]
+    stage: &str,
 ) {
     require_root!();
     let tricky: Vec<OsString> = vec![
@@ -111,7 +115,8 @@ fn arguments_arrive_byte_for_byte(
 #[case::not_found(&["no-such-command-xyz"], 127, Some("no-such-command-xyz: command not found"))]
 #[case::not_executable(&["/etc/passwd"], 126, Some("/etc/passwd: permission denied"))]
 fn exit_codes(
-    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5])] stage: &str,
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5], STAGES[6])]
+    stage: &str,
     #[case] command: &[&str],
     #[case] code: i32,
     #[case] message: Option<&str>,
@@ -139,9 +144,7 @@ struct Started {
 fn start_container(stage: &str, script: &str) -> Started {
     let mut cmd = stage_process(stage);
     cmd.args(["run", "--trace", "json"]);
-    if stage >= "06" {
-        cmd.arg("--rootfs").arg(minibox_tests::default_rootfs());
-    }
+    cmd.args(minibox_tests::compat_flags(stage));
     let mut child = cmd
         .args(["sh", "-c", script])
         .stdout(Stdio::piped())
@@ -179,7 +182,9 @@ impl Started {
 /// SIGTERM to `run` reaches the container; a PID 1 that handles it exits
 /// on its own terms.
 #[rstest]
-fn sigterm_to_run_is_forwarded(#[values(STAGES[0], STAGES[3], STAGES[4], STAGES[5])] stage: &str) {
+fn sigterm_to_run_is_forwarded(
+    #[values(STAGES[0], STAGES[3], STAGES[4], STAGES[5], STAGES[6])] stage: &str,
+) {
     require_root!();
     let mut container =
         start_container(stage, "trap 'exit 42' TERM; echo ready; sleep 1000 & wait");
@@ -191,7 +196,9 @@ fn sigterm_to_run_is_forwarded(#[values(STAGES[0], STAGES[3], STAGES[4], STAGES[
 /// PID 1 ignores signals it has no handler for, so the first SIGTERM does
 /// nothing; the second makes run send SIGKILL: exit 128 + 9.
 #[rstest]
-fn a_second_signal_kills(#[values(STAGES[0], STAGES[3], STAGES[4], STAGES[5])] stage: &str) {
+fn a_second_signal_kills(
+    #[values(STAGES[0], STAGES[3], STAGES[4], STAGES[5], STAGES[6])] stage: &str,
+) {
     require_root!();
     let mut container = start_container(stage, "echo ready; exec sleep 1000");
     let run = Pid::from_raw(container.child.id() as i32);
@@ -204,7 +211,8 @@ fn a_second_signal_kills(#[values(STAGES[0], STAGES[3], STAGES[4], STAGES[5])] s
 
 #[rstest]
 fn the_network_namespace_has_only_lo(
-    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5])] stage: &str,
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5], STAGES[6])]
+    stage: &str,
 ) {
     require_root!();
     let out = run_stage(stage, ["cat", "/proc/net/dev"]);

@@ -10,7 +10,10 @@ use rstest::rstest;
 
 /// The plain trace of one small container run, PIDs and paths redacted.
 #[rstest]
-fn trace(#[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5])] stage: &str) {
+fn trace(
+    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5], STAGES[6])]
+    stage: &str,
+) {
     require_root!();
     let mut args = vec!["--hostname", "snapbox"];
     // A cgroup parent of this test's own, so whether the trace shows the
@@ -20,6 +23,9 @@ fn trace(#[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[
         args.extend(["--cgroup-parent", &parent]);
     }
     // Stage 06 on: docker's IMAGE COMMAND form, with the default image.
+    if stage >= "07" {
+        args.push("--rm");
+    }
     if stage >= "06" {
         args.push("busybox");
     }
@@ -54,7 +60,7 @@ fn mounts_changed(#[values(STAGES[0], STAGES[1], STAGES[2])] stage: &str) {
 /// is a bind mount of the rootfs, whose type and options are the host
 /// file system's, so that one line is reduced to its mount point.
 #[rstest]
-fn mounts_own_root(#[values(STAGES[3], STAGES[4], STAGES[5])] stage: &str) {
+fn mounts_own_root(#[values(STAGES[3], STAGES[4], STAGES[5], STAGES[6])] stage: &str) {
     require_root!();
     let out = run_stage(stage, ["cat", "/proc/self/mountinfo"]);
     assert!(out.status.success(), "{}", stderr(&out));
