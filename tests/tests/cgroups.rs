@@ -380,10 +380,12 @@ fn cleanup_removes_what_a_killed_run_left() {
 impl Running {
     /// The container was ended from outside: collect what is left.
     fn finish_after_kill(mut self) -> (Option<i32>, String) {
-        drop(self.stdin);
+        // stdin stays open until run has exited: an EOF on it would end the
+        // container's `read` before the signal under test does.
         let mut err = String::new();
         self.stderr.read_to_string(&mut err).unwrap();
         let code = self.child.wait().unwrap().code();
+        drop(self.stdin);
         (code, err)
     }
 }
