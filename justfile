@@ -14,7 +14,8 @@ default:
 setup:
     {{sudo}} apt-get update
     {{sudo}} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        busybox-static stress util-linux iproute2 procps build-essential pkg-config ca-certificates
+        busybox-static stress util-linux iproute2 procps build-essential pkg-config ca-certificates \
+        qemu-system-x86 cpio python3
     @command -v cargo >/dev/null || echo "Rust is missing: install it from your distribution or with rustup, then re-run 'just setup'"
 
 # Build the default busybox root filesystem into build/rootfs
@@ -81,9 +82,25 @@ diff N M:
     a=$(ls -d stages/0{{N}}-*); b=$(ls -d stages/0{{M}}-*)
     diff -u --color=auto "$a/src/main.rs" "$b/src/main.rs" || true
 
-# Formatting, lints and the whole test suite (as root: containers need it)
-test: rootfs
+# Everything: formatting, lints, the suite on this machine (as root), then in the VM matrix
+test: test-host vm-test
+
+# Formatting, lints and the test suite on this machine only (as root: containers need it)
+test-host: rootfs
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo build --workspace
     {{sudo}} env "PATH=$PATH" cargo test --workspace
+
+# The same suite in qemu VMs: pure cgroup v2 with a shared / (what students run), and cgroup v1
+vm-test *FLAGS: rootfs
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "$(uname -m)" != x86_64 ] || ! command -v qemu-system-x86_64 >/dev/null; then
+        why="needs an x86_64 machine with qemu-system-x86 (just setup installs it)"
+        if [ "${CI:-}" = true ]; then echo "error: vm-test $why" >&2; exit 1; fi
+        echo "SKIPPED vm-test: $why"
+        exit 0
+    fi
+    tests/vm/run.sh --cgroup v2 {{FLAGS}}
+    tests/vm/run.sh --cgroup v1 {{FLAGS}}

@@ -440,7 +440,7 @@ impl Cgroup {
                     self.mkdir_parent(&dir)?;
                     self.enable_controllers(&dir, &wanted)?;
                 }
-                mkdir(&root.join(&self.relative))
+                mkdir_leaf(&root.join(&self.relative))
             }
             Hierarchy::Legacy { trees, .. } => {
                 for (controller, tree) in self.dirs_with_trees(&trees) {
@@ -453,7 +453,7 @@ impl Cgroup {
                             fill_cpuset(&above, &dir)?;
                         }
                     }
-                    mkdir(&tree.join(&self.relative))?;
+                    mkdir_leaf(&tree.join(&self.relative))?;
                 }
                 Ok(())
             }
@@ -711,6 +711,15 @@ fn kill_all_and_rmdir(dir: &Path) -> Result<()> {
         result = nix::unistd::unlinkat(None, dir, nix::unistd::UnlinkatFlags::RemoveDir);
     }
     trace::step(step, result)
+}
+
+/// The leaf is named by our container id, which nobody else uses: if it
+/// exists, an earlier attempt of ours made it (see `Cgroup::create`).
+fn mkdir_leaf(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    mkdir(dir)
 }
 
 fn mkdir(dir: &Path) -> Result<()> {

@@ -107,17 +107,24 @@ fn assert_removed(dirs: &[PathBuf]) {
 
 /// The files that hold each limit, per tree (v1) or in the one dir (v2).
 fn limit_files(dir: &Path) -> &'static [&'static str] {
-    match dir
+    // v1: the tree is named by its controllers (`cpu,cpuacct` where co-mounted).
+    let tree = dir
         .parent()
         .and_then(|p| p.parent())
         .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-    {
-        Some("memory") => &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"],
-        Some("cpu") => &["cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"],
-        Some("cpuset") => &["cpuset.cpus", "cpuset.mems"],
-        Some("pids") => &["pids.max"],
-        _ => &[
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let has = |c: &str| tree.split(',').any(|t| t == c);
+    if has("memory") {
+        &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+    } else if has("cpu") {
+        &["cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"]
+    } else if has("cpuset") {
+        &["cpuset.cpus", "cpuset.mems"]
+    } else if has("pids") {
+        &["pids.max"]
+    } else {
+        &[
             "memory.max",
             "memory.swap.max",
             "memory.oom.group",
@@ -125,7 +132,7 @@ fn limit_files(dir: &Path) -> &'static [&'static str] {
             "cpu.weight",
             "cpuset.cpus",
             "pids.max",
-        ],
+        ]
     }
 }
 

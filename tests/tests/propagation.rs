@@ -1,24 +1,49 @@
 //! On a systemd host `/` is a shared mount, and a new mount namespace made
 //! from it stays a peer: mounts made inside propagate back out. This host's
-//! `/` is private, so the test builds a systemd-like world first: a mount
-//! namespace whose tree is made rshared (`unshare --propagation shared`),
-//! and runs the stage inside it.
+//! `/` may be private, so the test builds a systemd-like world first: a
+//! mount namespace whose whole tree is made shared, in which it runs the
+//! stage. Stage 01, which never makes its tree private, is the control:
+//! its mount does leak out, so the world really is a shared one.
 
 use minibox_tests::{normalize_mounts, require_root, stage_bin};
 use rstest::rstest;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// Run `script` in a new mount namespace whose mounts are all shared, with
-/// `$STAGE` and `$OUT` set; return what it wrote to `$OUT/<name>`.
+/// Run `script` with `sh` in a new mount namespace whose mounts are all
+/// shared, with `$STAGE`, `$STAGE01` and `$OUT` set.
 fn in_shared_world(stage: &str, script: &str) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "shared", "sh", "-euc", script])
+    let mut command = Command::new("sh");
+    command
+        .args(["-euc", script])
         .env("STAGE", stage_bin(stage))
+        .env("STAGE01", stage_bin("01-namespaces"))
         .env("OUT", out.path())
-        .env("NO_COLOR", "1")
-        .status()
-        .expect("unshare (util-linux or busybox) is needed");
+        .env("NO_COLOR", "1");
+    // SAFETY: runs in the forked child before exec, and only makes
+    // syscalls, which allocate nothing and take no locks.
+    unsafe {
+        command.pre_exec(|| {
+            use nix::mount::{mount, MsFlags};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+            // Private first: where the test runs on a shared / (the VM),
+            // this namespace must not be a peer of the test runner's, or the
+            // control below would cover the runner's own /proc. Then shared
+            // again, in peer groups of its own.
+            for flags in [MsFlags::MS_PRIVATE, MsFlags::MS_SHARED] {
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | flags,
+                    None::<&str>,
+                )?;
+            }
+            Ok(())
+        });
+    }
+    let status = command.status().expect("start sh");
     assert!(status.success());
     out
 }
@@ -37,10 +62,11 @@ fn container_mounts_stay_in_the_container(
         r#"cat /proc/self/mountinfo > "$OUT/before"
            "$STAGE" run --trace off cat /proc/self/mountinfo > "$OUT/inside"
            cat /proc/self/mountinfo > "$OUT/after"
-           # Control: the same proc mount *without* making the tree private
-           # does propagate out, so this world really is a shared one.
-           unshare --mount --propagation unchanged mount -t proc proc /proc
-           cat /proc/self/mountinfo > "$OUT/control""#,
+           # Control: stage 01 mounts proc without making its tree private.
+           # The mount propagates out and covers this namespace's /proc with
+           # the container's, where our own pid does not exist.
+           "$STAGE01" run --trace off mount -t proc proc /proc
+           if [ -e /proc/self/mountinfo ]; then echo intact; else echo covered; fi > "$OUT/control""#,
     );
     let before = read(&world, "before");
     let root_line = before
@@ -62,9 +88,6 @@ fn container_mounts_stay_in_the_container(
     assert!(proc_mounts(&read(&world, "inside")) >= 1);
     // ... and the outer mount table did not change at all.
     assert_eq!(before, read(&world, "after"));
-    // While an unprotected mount shows up outside.
-    assert_eq!(
-        proc_mounts(&read(&world, "control")),
-        proc_mounts(&before) + 1
-    );
+    // While the unprotected stage 01 mount replaced the outer /proc.
+    assert_eq!(read(&world, "control"), "covered\n");
 }

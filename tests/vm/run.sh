@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Run the test suite in a qemu VM booted with Debian's cloud kernel into
+# pure cgroup v2 and a shared / — the students' world, which this build
+# machine (hybrid cgroup v1, private /) is not.
+#
+#   tests/vm/run.sh [--cgroup v2|v1] [--update-snapshots]
+#
+# Builds the test binaries, packs them with the stage binaries, the busybox
+# rootfs and the snapshot files into an initramfs (at the same absolute
+# paths, so the tests find everything where they were built to look), boots
+# it under TCG (no KVM here) and reports the suite's result. Env:
+#   MINIBOX_VM_KERNEL=/path/to/vmlinuz   use this kernel (and no modules)
+#   MINIBOX_VM_TIMEOUT=seconds           give up after this long (1500)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+top=$PWD
+cgroup=v2 update=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --cgroup) cgroup=$2; shift 2 ;;
+        --update-snapshots) update=1; shift ;;
+        *) echo "usage: $0 [--cgroup v2|v1] [--update-snapshots]" >&2; exit 2 ;;
+    esac
+done
+case "$cgroup" in v1|v2) ;; *) echo "error: --cgroup takes v1 or v2" >&2; exit 2 ;; esac
+cache=$top/build/vm
+mkdir -p "$cache"
+started=$(date +%s)
+
+# --- the kernel: Debian's cloud kernel, as a .deb, cached.
+if [ -n "${MINIBOX_VM_KERNEL:-}" ]; then
+    kernel=$MINIBOX_VM_KERNEL modules=""
+else
+    package=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -1)
+    [ -n "$package" ] || { echo "error: cannot resolve linux-image-cloud-amd64 (run apt-get update)" >&2; exit 1; }
+    if [ ! -d "$cache/$package" ]; then
+        (cd "$cache" && apt-get download "$package" >/dev/null)
+        mkdir -p "$cache/$package"
+        dpkg-deb -x "$cache/$package"_*.deb "$cache/$package"
+        rm -f "$cache/$package"_*.deb
+    fi
+    kernel=$(ls "$cache/$package"/boot/vmlinuz-*)
+    # overlayfs is a module in this kernel; busybox insmod wants it plain.
+    modules=$(mktemp -d)
+    ko=$(find "$cache/$package/lib/modules" -path '*/kernel/fs/overlayfs/overlay.ko*' | head -1)
+    case "$ko" in
+        "") echo "error: no overlay module in $package" >&2; exit 1 ;;
+        *.xz) xz -dc "$ko" > "$modules/overlay.ko" ;;
+        *.zst) zstd -qdc "$ko" > "$modules/overlay.ko" ;;
+        *) cp "$ko" "$modules/overlay.ko" ;;
+    esac
+fi
+
+# --- what to test: every test executable of the workspace.
+tests=$(cargo test --workspace --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["executable"])')
+cargo build --workspace --quiet
+rootfs=$(cd build/rootfs && pwd -P)
+
+# --- the initramfs: busybox, the binaries and their libraries, the rootfs,
+# the snapshots, all at their own absolute paths.
+img=$(mktemp -d)
+trap 'rm -rf "$img" ${modules:-}' EXIT
+mkdir -p "$img"/{bin,sbin,lib/modules,proc,sys,dev,etc,root}
+cp /bin/busybox "$img/bin/busybox"
+for applet in $("$img/bin/busybox" --list); do [ "$applet" = busybox ] || ln -sf busybox "$img/bin/$applet"; done
+[ -n "${modules:-}" ] && cp "$modules"/*.ko "$img/lib/modules/"
+copy() { mkdir -p "$img$(dirname "$1")"; cp -aL "$1" "$img$1"; }
+stages=$(find "$top/target/debug" -maxdepth 1 -type f -executable -name '0[0-9]-*')
+for binary in $tests $stages; do
+    mkdir -p "$img$(dirname "$binary")"
+    objcopy --strip-debug "$binary" "$img$binary"
+    for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
+        [ -e "$img$lib" ] || copy "$lib"
+    done
+done
+mkdir -p "$img$rootfs" "$img$top/tests"
+cp -a "$rootfs/." "$img$rootfs/"
+cp -a "$top/tests/tests" "$img$top/tests/"
+cp "$top/tests/vm/init.sh" "$img/init"
+chmod +x "$img/init"
+cat > "$img/vm.env" <<ENV
+MINIBOX_VM_CGROUP=$cgroup
+MINIBOX_VM_UPDATE_SNAPSHOTS=$update
+MINIBOX_VM_WORKDIR=$top
+MINIBOX_VM_SNAPSHOTS=$top/tests/tests/snapshots
+MINIBOX_ROOTFS=$rootfs
+MINIBOX_VM_TESTS="$(echo "$tests" | tr '\n' ' ')"
+ENV
+(cd "$img" && find . | cpio -o -H newc --quiet | gzip -1) > "$cache/initramfs.gz"
+packed=$(date +%s)
+echo "vm: packed $(du -h "$cache/initramfs.gz" | cut -f1) initramfs in $((packed - started))s; booting $(basename "$kernel") with cgroup $cgroup"
+
+# --- boot. -accel tcg: nested KVM is not available on the CI machines.
+log=$cache/console-$cgroup.log
+set +e
+timeout "${MINIBOX_VM_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 3072 \
+    -nographic -no-reboot -kernel "$kernel" -initrd "$cache/initramfs.gz" \
+    -append "console=ttyS0 quiet panic=-1 rdinit=/init" </dev/null | tee "$log" | grep -v '^[A-Za-z0-9+/=]\{60,\}$'
+qemu_status=${PIPESTATUS[0]}
+set -e
+finished=$(date +%s)
+echo "vm: finished in $((finished - packed))s (boot and tests)"
+if [ "$update" = 1 ]; then
+    sed -n '/MINIBOX-VM-SNAPSHOTS-BEGIN/,/MINIBOX-VM-SNAPSHOTS-END/p' "$log" | tr -d '\r' | sed '1d;$d' \
+        | base64 -d | gzip -dc | tar -C "$top/tests/tests/snapshots" -xf - --wildcards '*.snap' '*.snap.new' 2>/dev/null || true
+    echo "vm: snapshots copied back to tests/tests/snapshots: review them with git diff"
+fi
+code=$(tr -d '\r' < "$log" | sed -n 's/^MINIBOX-VM-EXIT=\([0-9]*\)$/\1/p' | tail -1)
+if [ -z "$code" ]; then
+    if [ "$qemu_status" = 124 ]; then
+        echo "error: the VM ran past ${MINIBOX_VM_TIMEOUT:-1500}s and was stopped (console: $log)" >&2
+    else
+        echo "error: the VM did not report a result: it did not boot or crashed (qemu exit $qemu_status; console: $log)" >&2
+    fi
+    exit 1
+fi
+exit "$code"
