@@ -15,7 +15,7 @@ setup:
     {{sudo}} apt-get update
     {{sudo}} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         busybox-static stress util-linux iproute2 procps build-essential pkg-config ca-certificates \
-        qemu-system-x86 cpio python3
+        qemu-system-x86 cpio python3 shellcheck vagrant
     @command -v cargo >/dev/null || echo "Rust is missing: install it from your distribution or with rustup, then re-run 'just setup'"
 
 # Build the default busybox root filesystem into build/rootfs
@@ -82,8 +82,8 @@ diff N M:
     a=$(ls -d stages/0{{N}}-*); b=$(ls -d stages/0{{M}}-*)
     diff -u --color=auto "$a/src/main.rs" "$b/src/main.rs" || true
 
-# Everything: formatting, lints, the suite on this machine (as root), then in the VM matrix
-test: test-host vm-test
+# Everything: formatting, lints, the suite here (as root), in the VM matrix, and the lab VM checks
+test: test-host vm-test check-vagrant
 
 # Formatting, lints and the test suite on this machine only (as root: containers need it)
 test-host: rootfs
@@ -104,3 +104,11 @@ vm-test *FLAGS: rootfs
     fi
     tests/vm/run.sh --cgroup v2 {{FLAGS}}
     tests/vm/run.sh --cgroup v1 {{FLAGS}}
+
+# Check the students' Vagrant VM without a box download: lint, validate, idempotent provisioning
+check-vagrant:
+    {{sudo}} bash vagrant/check.sh
+
+# Remove what the build made: build/ (rootfs, VM cache) and target/
+clean:
+    {{sudo}} rm -rf build target

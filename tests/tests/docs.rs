@@ -1,0 +1,60 @@
+//! The book includes the real snapshot files, so it cannot drift from the
+//! code as long as every include points at a file that exists.
+
+use minibox_tests::STAGES;
+use regex::Regex;
+use std::path::{Path, PathBuf};
+
+fn book() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src")
+}
+
+fn chapters() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(book())
+        .expect("docs/src exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_include_points_at_an_existing_file() {
+    let include = Regex::new(r"\{\{#include ([^:}]+)(:[0-9]*)*\}\}").unwrap();
+    let mut count = 0;
+    for chapter in chapters() {
+        let text = std::fs::read_to_string(&chapter).unwrap();
+        for cap in include.captures_iter(&text) {
+            let target = chapter.parent().unwrap().join(&cap[1]);
+            assert!(target.is_file(), "{} includes {}, which does not exist", chapter.display(), &cap[1]);
+            count += 1;
+        }
+    }
+    assert!(count >= STAGES.len(), "the book includes only {count} files");
+}
+
+#[test]
+fn every_stage_has_a_chapter_showing_its_real_trace() {
+    for stage in STAGES {
+        let chapter = book().join(format!("stage-{stage}.md"));
+        let text = std::fs::read_to_string(&chapter)
+            .unwrap_or_else(|_| panic!("no chapter {} for stage {stage}", chapter.display()));
+        let prefix = &stage[..2];
+        assert!(
+            text.contains(&format!("snapshots__trace_{prefix}")) || text.contains(&format!("trace_{prefix}_")),
+            "the chapter for {stage} does not include its trace snapshot"
+        );
+    }
+}
+
+#[test]
+fn the_summary_lists_every_chapter() {
+    let summary = std::fs::read_to_string(book().join("SUMMARY.md")).unwrap();
+    for chapter in chapters() {
+        let name = chapter.file_name().unwrap().to_string_lossy().into_owned();
+        if name != "SUMMARY.md" {
+            assert!(summary.contains(&format!("({name})")), "SUMMARY.md does not list {name}");
+        }
+    }
+}
