@@ -167,3 +167,38 @@ pub fn remove(name: &str) -> Result<()> {
     }
     fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove {}", dir.display()), e))
 }
+
+/// `image import|ls|rm`, as stages 06 and 07 offer it.
+#[derive(clap::Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Import a tarball (e.g. from `docker export`) as image NAME
+    Import { name: String, tarball: PathBuf },
+    /// List images
+    Ls,
+    /// Remove an imported image
+    Rm { name: String },
+}
+
+/// Carry out an `image` subcommand, printing what docker would.
+pub fn run_command(command: ImageCommand) -> Result<()> {
+    match command {
+        ImageCommand::Import { name, tarball } => {
+            let imported = import(&name, &tarball)?;
+            println!("imported {name}: {} entries", imported.entries);
+            if !imported.skipped.is_empty() {
+                println!(
+                    "skipped device nodes and FIFOs: {}",
+                    imported.skipped.join(", ")
+                );
+            }
+        }
+        ImageCommand::Ls => {
+            println!("{DEFAULT_IMAGE}");
+            for name in list().into_iter().filter(|n| n != DEFAULT_IMAGE) {
+                println!("{name}");
+            }
+        }
+        ImageCommand::Rm { name } => remove(&name)?,
+    }
+    Ok(())
+}

@@ -27,11 +27,19 @@ fn every_include_points_at_an_existing_file() {
         let text = std::fs::read_to_string(&chapter).unwrap();
         for cap in include.captures_iter(&text) {
             let target = chapter.parent().unwrap().join(&cap[1]);
-            assert!(target.is_file(), "{} includes {}, which does not exist", chapter.display(), &cap[1]);
+            assert!(
+                target.is_file(),
+                "{} includes {}, which does not exist",
+                chapter.display(),
+                &cap[1]
+            );
             count += 1;
         }
     }
-    assert!(count >= STAGES.len(), "the book includes only {count} files");
+    assert!(
+        count >= STAGES.len(),
+        "the book includes only {count} files"
+    );
 }
 
 #[test]
@@ -42,7 +50,8 @@ fn every_stage_has_a_chapter_showing_its_real_trace() {
             .unwrap_or_else(|_| panic!("no chapter {} for stage {stage}", chapter.display()));
         let prefix = &stage[..2];
         assert!(
-            text.contains(&format!("snapshots__trace_{prefix}")) || text.contains(&format!("trace_{prefix}_")),
+            text.contains(&format!("snapshots__trace_{prefix}"))
+                || text.contains(&format!("trace_{prefix}_")),
             "the chapter for {stage} does not include its trace snapshot"
         );
     }
@@ -54,7 +63,10 @@ fn the_summary_lists_every_chapter() {
     for chapter in chapters() {
         let name = chapter.file_name().unwrap().to_string_lossy().into_owned();
         if name != "SUMMARY.md" {
-            assert!(summary.contains(&format!("({name})")), "SUMMARY.md does not list {name}");
+            assert!(
+                summary.contains(&format!("({name})")),
+                "SUMMARY.md does not list {name}"
+            );
         }
     }
 }

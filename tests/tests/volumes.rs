@@ -36,6 +36,20 @@ fn own_image(name: &str) -> PathBuf {
     test_env().root.join("images").join(name).join("rootfs")
 }
 
+/// A copy of the busybox rootfs to doctor, in a temporary directory.
+fn rootfs_copy() -> (tempfile::TempDir, PathBuf) {
+    let image = tempfile::tempdir().unwrap();
+    let rootfs = image.path().join("rootfs");
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(default_rootfs())
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (image, rootfs)
+}
+
 /// The layer directory from a JSON trace.
 fn layer_dir(events: &[serde_json::Value]) -> PathBuf {
     events
@@ -184,14 +198,7 @@ fn mounts_with_volumes() {
 #[test]
 fn volume_targets_do_not_follow_symlinks_out() {
     require_root!();
-    let image = tempfile::tempdir().unwrap();
-    let rootfs = image.path().join("rootfs");
-    std::process::Command::new("cp")
-        .args(["-a"])
-        .arg(default_rootfs())
-        .arg(&rootfs)
-        .status()
-        .unwrap();
+    let (_image, rootfs) = rootfs_copy();
     std::os::unix::fs::symlink("/etc", rootfs.join("data")).unwrap();
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("payload"), "p").unwrap();
@@ -386,14 +393,7 @@ fn failures_leave_nothing(#[case] args: &[&str], #[case] message: &str) {
 #[test]
 fn a_mount_failure_cleans_up() {
     require_root!();
-    let image = tempfile::tempdir().unwrap();
-    let rootfs = image.path().join("rootfs");
-    std::process::Command::new("cp")
-        .args(["-a"])
-        .arg(default_rootfs())
-        .arg(&rootfs)
-        .status()
-        .unwrap();
+    let (_image, rootfs) = rootfs_copy();
     std::os::unix::fs::symlink("/nonexistent/elsewhere", rootfs.join("dangling")).unwrap();
     let out = stage_command(STAGE)
         .args(["run", "--trace", "json", "--rootfs"])

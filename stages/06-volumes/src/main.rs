@@ -14,7 +14,7 @@ use clap::{Args, Parser};
 use minibox::cgroups::{self, Cgroup, Hierarchy};
 use minibox::cli::{self, ResourceOptions, RunOptions};
 use minibox::command::{self, CommandPipe, COMMAND_FD};
-use minibox::image;
+use minibox::image::{self, ImageCommand};
 use minibox::layer::{self, Layer};
 use minibox::mounts;
 use minibox::namespaces::{self, Exit, InitSpec};
@@ -58,16 +58,6 @@ enum Cli {
     /// The container's first process (started by `run`, not by hand)
     #[command(hide = true)]
     Init(InitArgs),
-}
-
-#[derive(clap::Subcommand)]
-enum ImageCommand {
-    /// Import a tarball (e.g. from `docker export`) as image NAME
-    Import { name: String, tarball: PathBuf },
-    /// List imported images
-    Ls,
-    /// Remove an imported image
-    Rm { name: String },
 }
 
 #[derive(Args)]
@@ -202,28 +192,7 @@ fn init_args(hostname: &str, layer: &Layer, volumes: &[Volume]) -> Vec<OsString>
 }
 
 fn image_command(command: ImageCommand) -> Result<Exit> {
-    match command {
-        ImageCommand::Import { name, tarball } => {
-            let imported = image::import(&name, &tarball)?;
-            println!("imported {name}: {} entries", imported.entries);
-            if !imported.skipped.is_empty() {
-                println!(
-                    "skipped device nodes and FIFOs: {}",
-                    imported.skipped.join(", ")
-                );
-            }
-        }
-        ImageCommand::Ls => {
-            println!("{}", image::DEFAULT_IMAGE);
-            for name in image::list()
-                .into_iter()
-                .filter(|n| n != image::DEFAULT_IMAGE)
-            {
-                println!("{name}");
-            }
-        }
-        ImageCommand::Rm { name } => image::remove(&name)?,
-    }
+    image::run_command(command)?;
     Ok(Exit::Code(0))
 }
 
