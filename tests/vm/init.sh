@@ -32,7 +32,9 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /tmp /run
 mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /tmp
+# No tmpfs over /tmp: / is a tmpfs already, and the checkout under test may
+# itself live in /tmp (CI clones there).
+chmod 1777 /tmp
 mount -t tmpfs tmpfs /run
 # shellcheck source=/dev/null
 . /vm.env
