@@ -15,7 +15,7 @@ setup:
     {{sudo}} apt-get update
     {{sudo}} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         busybox-static stress util-linux iproute2 procps build-essential pkg-config ca-certificates \
-        qemu-system-x86 cpio python3 shellcheck vagrant
+        qemu-system-x86 cpio python3 shellcheck vagrant runc bubblewrap
     @command -v cargo >/dev/null || echo "Rust is missing: install it from your distribution or with rustup, then re-run 'just setup'"
 
 # Build the default busybox root filesystem into build/rootfs
@@ -84,6 +84,7 @@ diff N M:
 
 # Everything: formatting, lints, the suite here (as root), in the VM matrix, and the lab VM checks
 test: test-host vm-test check-vagrant
+    just bench --quick
 
 # Formatting, lints and the test suite on this machine only (as root: containers need it)
 test-host: rootfs
@@ -112,3 +113,9 @@ check-vagrant:
 # Remove what the build made: build/ (rootfs, VM cache) and target/
 clean:
     {{sudo}} rm -rf build target
+
+# Start-up cost side by side with unshare, bubblewrap and runc; where the time goes; scale.
+# `--quick` only proves the harness works. Writes build/bench/results.{md,json}.
+bench *FLAGS: rootfs
+    cargo build --release --workspace --quiet
+    {{sudo}} python3 tests/bench/bench.py {{FLAGS}}

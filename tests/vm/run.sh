@@ -81,6 +81,7 @@ done
 mkdir -p "$img$rootfs" "$img$top/tests"
 cp -a "$rootfs/." "$img$rootfs/"
 cp -a "$top/tests/tests" "$img$top/tests/"
+cp -a "$top/docs" "$img$top/"   # the book's includes are checked too
 cp "$top/tests/vm/init.sh" "$img/init"
 chmod +x "$img/init"
 cat > "$img/vm.env" <<ENV

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""minibox benchmarks: start-up cost against real peers, where the time
+goes, and what each container costs. Run with `just bench` (or `--quick`).
+
+Every comparison is *interleaved*: each round runs every command once
+(A B C A B C ...), so drift on a shared machine hits all of them alike.
+Writes build/bench/results.json and build/bench/results.md.
+"""
+import argparse, json, os, platform, re, resource, shutil, statistics
+import subprocess, sys, tempfile, time
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[2]
+REL = TOP / "target" / "release"
+OUT = TOP / "build" / "bench"
+ROOTFS = TOP / "build" / "rootfs"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def timed(argv, env):
+    """Wall time (ms) and peak RSS (KiB) of one run, with its exit status."""
+    start = time.perf_counter_ns()
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = (time.perf_counter_ns() - start) / 1e6
+    return elapsed, usage.ru_maxrss, os.waitstatus_to_exitcode(status)
+
+
+def summary(samples):
+    samples = sorted(samples)
+    q = lambda p: samples[min(len(samples) - 1, int(p * len(samples)))]
+    return {"median_ms": statistics.median(samples), "p10_ms": q(0.10),
+            "p90_ms": q(0.90), "runs": len(samples)}
+
+
+def runc_bundle(workdir):
+    """An OCI bundle over the same busybox rootfs, running /bin/true."""
+    bundle = Path(workdir) / "bundle"
+    bundle.mkdir()
+    sh(["runc", "spec", "--bundle", str(bundle)])
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["root"] = {"path": str(ROOTFS), "readonly": True}
+    spec["process"]["args"] = ["/bin/true"]
+    spec["process"]["terminal"] = False
+    (bundle / "config.json").write_text(json.dumps(spec))
+    return bundle
+
+
+def peers(workdir, env):
+    """The commands to compare, or the reason one cannot run here."""
+    cmds, missing = {}, {}
+    cmds["unshare"] = ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc",
+                       "--net", "--mount-proc", "/bin/true"]
+    if shutil.which("bwrap"):
+        cmds["bwrap"] = ["bwrap", "--unshare-all", "--bind", str(ROOTFS), "/",
+                         "--proc", "/proc", "--dev", "/dev", "/bin/true"]
+    else:
+        missing["bwrap"] = "not installed (apt-get install bubblewrap)"
+    if shutil.which("runc"):
+        bundle = runc_bundle(workdir)
+        cmds["runc"] = ["runc", "--root", str(Path(workdir) / "runc-state"), "run",
+                        "--bundle", str(bundle), "minibox-bench"]
+    else:
+        missing["runc"] = "not installed (apt-get install runc)"
+    if shutil.which("crun"):
+        crun = ["crun", "--root", str(Path(workdir) / "crun-state"), "run",
+                "--bundle", str(Path(workdir) / "bundle"), "minibox-bench-crun"]
+        _, _, code = timed(crun, env)
+        if code == 0:
+            cmds["crun"] = crun
+        else:
+            missing["crun"] = f"exits {code} here (crun refuses hybrid cgroup v1 hosts)"
+    else:
+        missing["crun"] = "not installed (apt-get install crun)"
+    for stage in ["01-namespaces", "02-proc-mount", "03-pipe-args", "04-pivot-root",
+                  "05-cgroups", "06-volumes", "07-full"]:
+        binary = str(REL / stage)
+        if stage < "06":
+            cmds[stage] = [binary, "run", "/bin/true"]
+        elif stage == "06-volumes":
+            cmds[stage] = [binary, "run", "busybox", "/bin/true"]
+        else:
+            cmds[stage + " --rm"] = [binary, "run", "--rm", "busybox", "/bin/true"]
+    return cmds, missing
+
+
+def interleaved(cmds, rounds, env):
+    samples = {name: [] for name in cmds}
+    rss = {name: 0 for name in cmds}
+    for name, argv in cmds.items():  # warm caches once
+        _, _, code = timed(argv, env)
+        if code != 0:
+            raise SystemExit(f"bench: {name} failed (exit {code}): {' '.join(argv)}")
+    for _ in range(rounds):
+        for name, argv in cmds.items():
+            ms, maxrss, _ = timed(argv, env)
+            samples[name].append(ms)
+            rss[name] = max(rss[name], maxrss)
+    return {name: {**summary(s), "peak_rss_kib": rss[name]} for name, s in samples.items()}
+
+
+STEP_NOISE = [(re.compile(r"[0-9a-f]{12}"), "<id>"), (re.compile(r"\b\d+\b"), "N"),
+              (re.compile(r'"/[^"]*"'), '"…"')]
+
+
+def breakdown(env, rounds):
+    """Median time per step of `07-full run --rm`, from the JSON trace."""
+    per_step = {}
+    for _ in range(rounds):
+        proc = subprocess.run([str(REL / "07-full"), "run", "--rm", "--trace", "json",
+                               "busybox", "/bin/true"], env={**env, "MINIBOX_TRACE": "json"},
+                              capture_output=True, text=True)
+        events = [json.loads(l) for l in proc.stderr.splitlines() if l.startswith("{")]
+        events.sort(key=lambda e: e["t_us"])
+        for before, after in zip(events, events[1:]):
+            step = after["step"]
+            for pattern, repl in STEP_NOISE:
+                step = pattern.sub(repl, step)
+            key = f'{after["actor"]}: {step}'
+            per_step.setdefault(key, []).append((after["t_us"] - before["t_us"]) / 1000)
+    rows = [(k, statistics.median(v)) for k, v in per_step.items()]
+    return sorted(rows, key=lambda r: -r[1])
+
+
+def rss_kib(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def scale(env, counts):
+    """Start N detached containers; time it, measure the monitors, time ps."""
+    full = str(REL / "07-full")
+    results = []
+    for n in counts:
+        names = [f"bench-{n}-{i}" for i in range(n)]
+        start = time.perf_counter()
+        for name in names:
+            sh([full, "run", "-d", "--name", name, "busybox", "sleep", "1000"], env=env)
+        started = (time.perf_counter() - start) * 1000
+        monitors = 0
+        state = Path(env["MINIBOX_ROOT"]) / "containers"
+        for d in state.iterdir():
+            st = json.loads((d / "state.json").read_text())
+            if st.get("pid"):
+                stat = Path(f"/proc/{st['pid']}/stat").read_text()
+                ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+                monitors += rss_kib(ppid)
+        ps = []
+        for _ in range(20):
+            ms, _, _ = timed([full, "ps"], env)
+            ps.append(ms)
+        sh([full, "rm", "-f", *names], env=env)
+        results.append({"containers": n, "start_all_ms": started,
+                        "start_each_ms": started / n,
+                        "monitor_rss_kib_each": monitors / n,
+                        "ps_median_ms": statistics.median(ps)})
+    return results
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a few rounds: prove the harness works")
+    args = parser.parse_args()
+    rounds, step_rounds, counts = (3, 3, [1, 10]) if args.quick else (60, 30, [1, 10, 50])
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="minibox-bench-") as work:
+        env = {**os.environ, "MINIBOX_ROOT": str(Path(work) / "root"), "MINIBOX_TRACE": "off",
+               "MINIBOX_CGROUP_PARENT": f"minibox-bench-{os.getpid()}", "NO_COLOR": "1"}
+        cmds, missing = peers(work, env)
+        startup = interleaved(cmds, rounds, env)
+        steps = breakdown(env, step_rounds)
+        scaling = scale(env, counts)
+    base_unshare = startup["unshare"]["median_ms"]
+    base_runc = startup.get("runc", {}).get("median_ms")
+    machine = f"{platform.node()}, {platform.release()}, {os.cpu_count()} CPUs"
+    results = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine, "quick": args.quick,
+               "startup": startup, "unavailable": missing, "steps_07": steps[:15],
+               "scale_07": scaling}
+    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+
+    md = [f"# minibox benchmark — {results['date']}", "", f"Machine: {machine}.",
+          f"{rounds} interleaved rounds{' (quick)' if args.quick else ''}.", "",
+          "| command | median | p10–p90 | × unshare | × runc | peak RSS |",
+          "|---|---:|---:|---:|---:|---:|"]
+    for name, r in startup.items():
+        vs_runc = f"{ratio(r['median_ms'], base_runc):.2f}" if base_runc else "–"
+        md.append(f"| {name} | {r['median_ms']:.2f} ms | {r['p10_ms']:.2f}–{r['p90_ms']:.2f} ms | "
+                  f"{ratio(r['median_ms'], base_unshare):.2f} | {vs_runc} | {r['peak_rss_kib']} KiB |")
+    for name, why in missing.items():
+        md.append(f"| {name} | – | – | – | – | {why} |")
+    md += ["", "Where `07-full run --rm` spends its time (median per step, ms):", "",
+           "| step | ms |", "|---|---:|"]
+    md += [f"| `{k}` | {v:.3f} |" for k, v in steps[:15]]
+    md += ["", "Detached containers (`07-full run -d … sleep 1000`):", "",
+           "| containers | start all | per container | monitor RSS each | `ps` median |",
+           "|---:|---:|---:|---:|---:|"]
+    md += [f"| {s['containers']} | {s['start_all_ms']:.0f} ms | {s['start_each_ms']:.1f} ms | "
+           f"{s['monitor_rss_kib_each']:.0f} KiB | {s['ps_median_ms']:.2f} ms |" for s in scaling]
+    (OUT / "results.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    print(f"\nwritten: {OUT / 'results.md'}, {OUT / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
