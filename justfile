@@ -117,5 +117,10 @@ clean:
 # Start-up cost side by side with unshare, bubblewrap and runc; where the time goes; scale.
 # `--quick` only proves the harness works. Writes build/bench/results.{md,json}.
 bench *FLAGS: rootfs
-    cargo build --release --workspace --quiet
-    {{sudo}} python3 tests/bench/bench.py {{FLAGS}}
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # Statically linked, as runc ships: see docs/src/performance.md.
+    triple=$(rustc -vV | sed -n 's/^host: //p')
+    RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=target/static \
+        cargo build --release --workspace --quiet --target "$triple"
+    {{sudo}} env MINIBOX_BENCH_BIN="$PWD/target/static/$triple/release" python3 tests/bench/bench.py {{FLAGS}}

@@ -702,12 +702,14 @@ fn kill_all_and_rmdir(dir: &Path) -> Result<()> {
     let step = format!("rmdir({:?})", dir.display().to_string());
     let mut result = nix::unistd::unlinkat(None, dir, nix::unistd::UnlinkatFlags::RemoveDir);
     // The kernel drops an exited task from the cgroup a moment after wait
-    // returns; a brief retry covers that window.
-    for _ in 0..200 {
-        if result != Err(Errno::EBUSY) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    // returns: retry briefly, starting with very short waits (most of the
+    // time the first retry already succeeds), for at most about a second.
+    let mut pause = std::time::Duration::from_micros(50);
+    let mut waited = std::time::Duration::ZERO;
+    while result == Err(Errno::EBUSY) && waited < std::time::Duration::from_secs(1) {
+        std::thread::sleep(pause);
+        waited += pause;
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
         result = nix::unistd::unlinkat(None, dir, nix::unistd::UnlinkatFlags::RemoveDir);
     }
     trace::step(step, result)

@@ -82,16 +82,19 @@ pub fn spawn_init(spec: InitSpec<'_>) -> Result<InitProcess> {
     ];
     args.extend(spec.args.iter().cloned());
     let argv = to_cstrings(&args)?;
-    let envp = to_cstrings(
-        &std::env::vars_os()
-            .map(|(k, v)| {
-                let mut kv = k;
-                kv.push("=");
-                kv.push(v);
-                kv
-            })
-            .collect::<Vec<_>>(),
-    )?;
+    // init inherits our environment, with our trace mode in it: a run with
+    // `--trace off` spares init the work of sending every step.
+    let mut env: Vec<OsString> = std::env::vars_os()
+        .filter(|(k, _)| k != "MINIBOX_TRACE")
+        .map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            kv
+        })
+        .collect();
+    env.push(format!("MINIBOX_TRACE={}", trace::mode_name()).into());
+    let envp = to_cstrings(&env)?;
     let mut fds: Vec<(RawFd, RawFd)> = vec![(init_end.as_raw_fd(), SYNC_FD)];
     fds.extend(
         spec.pass_fds

@@ -103,7 +103,32 @@ pub fn start_as(actor: &'static str, mode: TraceMode) {
 
 /// Called in init (and in the child between clone and exec): events go to run.
 pub fn forward_to_run() {
-    set_sink(Sink::Forward);
+    // run put its mode in our environment (see `namespaces::spawn_init`).
+    if std::env::var_os("MINIBOX_TRACE").is_some_and(|m| m == "off") {
+        set_sink(Sink::Render {
+            actor: "init",
+            mode: TraceMode::Off,
+            pending: Vec::new(),
+            init_host_pid: None,
+        });
+    } else {
+        set_sink(Sink::Forward);
+    }
+}
+
+/// The current mode as `--trace` spells it (what init inherits).
+pub fn mode_name() -> &'static str {
+    match SINK.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        Some(Sink::Render {
+            mode: TraceMode::Off,
+            ..
+        }) => "off",
+        Some(Sink::Render {
+            mode: TraceMode::Json,
+            ..
+        }) => "json",
+        _ => "tree",
+    }
 }
 
 fn set_sink(sink: Sink) {

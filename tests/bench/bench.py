@@ -2,16 +2,24 @@
 """minibox benchmarks: start-up cost against real peers, where the time
 goes, and what each container costs. Run with `just bench` (or `--quick`).
 
-Every comparison is *interleaved*: each round runs every command once
-(A B C A B C ...), so drift on a shared machine hits all of them alike.
+Every comparison is *interleaved*: each round runs every command once, in
+a fresh random order, so drift on a shared machine hits all of them alike
+and no command always follows the same neighbour. (The order matters on
+cgroup v1: the first cgroup migration after a quiet moment waits for an
+RCU grace period, so a command that follows another container start looks
+cheaper. `cold_07` measures stage 07 spaced out, the way one `run` meets a
+quiet machine.)
 Writes build/bench/results.json and build/bench/results.md.
 """
-import argparse, json, os, platform, re, resource, shutil, statistics
+import argparse, json, os, platform, random, re, shutil, statistics
 import subprocess, sys, tempfile, time
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[2]
-REL = TOP / "target" / "release"
+# The binaries to measure: `just bench` builds them statically linked, as
+# runc ships (a dynamically linked minibox loads its binary twice per run,
+# once as run and once as init, and pays the dynamic loader each time).
+REL = Path(os.environ.get("MINIBOX_BENCH_BIN", TOP / "target" / "release"))
 OUT = TOP / "build" / "bench"
 ROOTFS = TOP / "build" / "rootfs"
 
@@ -108,8 +116,11 @@ def interleaved(cmds, rounds, env):
         _, code = timed(argv, env)
         if code != 0:
             raise SystemExit(f"bench: {name} failed (exit {code}): {' '.join(argv)}")
+    order = list(cmds.items())
+    shuffle = random.Random(1)
     for _ in range(rounds):
-        for name, argv in cmds.items():
+        shuffle.shuffle(order)
+        for name, argv in order:
             ms, _ = timed(argv, env)
             samples[name].append(ms)
     results = {name: summary(s) for name, s in samples.items()}
@@ -120,14 +131,27 @@ def interleaved(cmds, rounds, env):
     return results
 
 
-STEP_NOISE = [(re.compile(r"[0-9a-f]{12}"), "<id>"), (re.compile(r"\b\d+\b"), "N"),
-              (re.compile(r'"/[^"]*"'), '"…"')]
+STEP_NOISE = [(re.compile(r"/tmp/minibox-bench-[^/\"]*/root"), "$ROOT"),
+              (re.compile(re.escape(str(ROOTFS))), "$ROOTFS"),
+              (re.compile(r"[0-9a-f]{12}"), "<id>"), (re.compile(r"minibox-bench-\d+"), "<parent>"),
+              (re.compile(r"\b\d+\b"), "N")]
+
+
+def cold(argv, env, runs, gap_s=0.25):
+    """Start-up when nothing else has just started: runs spaced out."""
+    samples = []
+    for _ in range(runs):
+        time.sleep(gap_s)
+        ms, _ = timed(argv, env)
+        samples.append(ms)
+    return summary(samples)
 
 
 def breakdown(env, rounds):
     """Median time per step of `07-full run --rm`, from the JSON trace."""
     per_step = {}
     for _ in range(rounds):
+        time.sleep(0.25)  # cold, as a single run meets the machine
         proc = subprocess.run([str(REL / "07-full"), "run", "--rm", "--trace", "json",
                                "busybox", "/bin/true"], env={**env, "MINIBOX_TRACE": "json"},
                               capture_output=True, text=True)
@@ -143,14 +167,20 @@ def breakdown(env, rounds):
     return sorted(rows, key=lambda r: -r[1])
 
 
-def rss_kib(pid):
+def memory_kib(pid):
+    """RSS, PSS and USS (private pages) of a process, in KiB. RSS counts the
+    pages a monitor shares with every other monitor (the binary, libc) in
+    full; USS is what one more container really adds."""
+    fields = {}
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                fields[parts[0].rstrip(":")] = int(parts[1])
     except OSError:
-        pass
-    return 0
+        return 0, 0, 0
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return fields.get("Rss", 0), fields.get("Pss", 0), uss
 
 
 def scale(env, counts):
@@ -163,14 +193,15 @@ def scale(env, counts):
         for name in names:
             sh([full, "run", "-d", "--name", name, "busybox", "sleep", "1000"], env=env)
         started = (time.perf_counter() - start) * 1000
-        monitors = 0
+        rss = pss = uss = 0
         state = Path(env["MINIBOX_ROOT"]) / "containers"
         for d in state.iterdir():
             st = json.loads((d / "state.json").read_text())
             if st.get("pid"):
                 stat = Path(f"/proc/{st['pid']}/stat").read_text()
                 ppid = int(stat[stat.rfind(")") + 2:].split()[1])
-                monitors += rss_kib(ppid)
+                r, p, u = memory_kib(ppid)
+                rss, pss, uss = rss + r, pss + p, uss + u
         ps = []
         for _ in range(20):
             ms, _ = timed([full, "ps"], env)
@@ -178,7 +209,8 @@ def scale(env, counts):
         sh([full, "rm", "-f", *names], env=env)
         results.append({"containers": n, "start_all_ms": started,
                         "start_each_ms": started / n,
-                        "monitor_rss_kib_each": monitors / n,
+                        "monitor_rss_kib_each": rss / n, "monitor_pss_kib_each": pss / n,
+                        "monitor_uss_kib_each": uss / n,
                         "ps_median_ms": statistics.median(ps)})
     return results
 
@@ -198,13 +230,16 @@ def main():
                "MINIBOX_CGROUP_PARENT": f"minibox-bench-{os.getpid()}", "NO_COLOR": "1"}
         cmds, missing = peers(work, env)
         startup = interleaved(cmds, rounds, env)
+        cold_07 = cold(cmds["07-full --rm"], env, 5 if args.quick else 30)
+        cold_runc = cold(cmds["runc"], env, 5 if args.quick else 30) if "runc" in cmds else None
         steps = breakdown(env, step_rounds)
         scaling = scale(env, counts)
     base_unshare = startup["unshare"]["median_ms"]
     base_runc = startup.get("runc", {}).get("median_ms")
-    machine = f"{platform.node()}, {platform.release()}, {os.cpu_count()} CPUs"
+    machine = f"{platform.node()}, {platform.release()}, {os.cpu_count()} CPUs; minibox from {REL}"
     results = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine, "quick": args.quick,
-               "startup": startup, "unavailable": missing, "steps_07": steps[:15],
+               "startup": startup, "cold_07": cold_07, "cold_runc": cold_runc,
+               "unavailable": missing, "steps_07": steps[:15],
                "scale_07": scaling}
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
 
@@ -219,13 +254,19 @@ def main():
                   f"{str(r['run_peak_rss_kib']) + ' KiB' if 'run_peak_rss_kib' in r else '–'} |")
     for name, why in missing.items():
         md.append(f"| {name} | – | – | – | – | {why} |")
-    md += ["", "Where `07-full run --rm` spends its time (median per step, ms):", "",
+    md += ["", "Cold start (runs 250 ms apart, as a single `run` meets a quiet machine):", "",
+           "| command | median | p10–p90 |", "|---|---:|---:|",
+           f"| 07-full --rm | {cold_07['median_ms']:.2f} ms | {cold_07['p10_ms']:.2f}–{cold_07['p90_ms']:.2f} ms |"]
+    if cold_runc:
+        md.append(f"| runc | {cold_runc['median_ms']:.2f} ms | {cold_runc['p10_ms']:.2f}–{cold_runc['p90_ms']:.2f} ms |")
+    md += ["", "Where a cold `07-full run --rm` spends its time (median per step, ms):", "",
            "| step | ms |", "|---|---:|"]
     md += [f"| `{k}` | {v:.3f} |" for k, v in steps[:15]]
     md += ["", "Detached containers (`07-full run -d … sleep 1000`):", "",
-           "| containers | start all | per container | monitor RSS each | `ps` median |",
+           "| containers | start all | per container | monitor USS / PSS / RSS each | `ps` median |",
            "|---:|---:|---:|---:|---:|"]
     md += [f"| {s['containers']} | {s['start_all_ms']:.0f} ms | {s['start_each_ms']:.1f} ms | "
+           f"{s['monitor_uss_kib_each']:.0f} / {s['monitor_pss_kib_each']:.0f} / "
            f"{s['monitor_rss_kib_each']:.0f} KiB | {s['ps_median_ms']:.2f} ms |" for s in scaling]
     (OUT / "results.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
