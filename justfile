@@ -1,6 +1,9 @@
 # minibox — run `just` to see the recipes.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
+# Recipe arguments arrive as "$@", each one intact: `just stage 6 busybox
+# sh -c 'echo hi > /data/x'` must not run that redirect in the recipe.
+set positional-arguments
 
 rootfs_dir := justfile_directory() / "build/rootfs"
 # Containers need root; recipes use sudo when you are not root.
@@ -15,7 +18,7 @@ setup:
     {{sudo}} apt-get update
     {{sudo}} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         busybox-static stress util-linux iproute2 procps build-essential pkg-config ca-certificates \
-        qemu-system-x86 cpio python3 shellcheck vagrant runc bubblewrap
+        qemu-system-x86 cpio python3 shellcheck vagrant runc bubblewrap crun
     @command -v cargo >/dev/null || echo "Rust is missing: install it from your distribution or with rustup, then re-run 'just setup'"
 
 # Build the default busybox root filesystem into build/rootfs
@@ -65,12 +68,13 @@ build:
 stage N *ARGS: build
     #!/usr/bin/env bash
     set -euo pipefail
-    bin=$(ls -d target/debug/0{{N}}-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
+    shift # "$1" is N; the rest are the stage's arguments
+    bin=$(find target/debug -maxdepth 1 -type f -executable -name '0{{N}}-*' | head -1)
     [ -n "$bin" ] || { echo "error: no stage {{N}} (stages: $(ls stages | tr '\n' ' '))" >&2; exit 2; }
-    if [ -z "{{ARGS}}" ]; then
+    if [ $# -eq 0 ]; then
         if [ -t 0 ]; then set -- run -it sh; else set -- run -i sh; fi
     else
-        set -- run {{ARGS}}
+        set -- run "$@"
     fi
     [ "{{N}}" -lt 4 ] || [ -d "{{rootfs_dir}}" ] || [ -n "${MINIBOX_ROOTFS:-}" ] || just rootfs
     exec {{sudo}} "$bin" "$@"

@@ -91,11 +91,12 @@ def peers(workdir, env):
     if shutil.which("crun"):
         crun = ["crun", "--root", str(Path(workdir) / "crun-state"), "run",
                 "--bundle", str(Path(workdir) / "bundle"), "minibox-bench-crun"]
-        _, code = timed(crun, env)
-        if code == 0:
+        probe = subprocess.run(crun, env=env, capture_output=True, text=True)
+        if probe.returncode == 0:
             cmds["crun"] = crun
         else:
-            missing["crun"] = f"exits {code} here (crun refuses hybrid cgroup v1 hosts)"
+            said = (probe.stderr.strip().splitlines() or ["no message"])[-1]
+            missing["crun"] = f"exits {probe.returncode} here: {said[:120]}"
     else:
         missing["crun"] = "not installed (apt-get install crun)"
     for stage in ["01-namespaces", "02-proc-mount", "03-pipe-args", "04-pivot-root",
