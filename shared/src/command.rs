@@ -1,12 +1,15 @@
 //! The user's command: carried to init through a pipe, looked up on `PATH`,
 //! and finally exec'd so that it *becomes* PID 1.
 //!
-//! Why a pipe (stage 03): argv of `init` is visible to every user in `ps`,
-//! limited in size, and the reference tutorials squeezed the command through
-//! a single string that they split on spaces again — `sh -c 'echo a  b'`
-//! came out as something else. Here each argument travels as its own bytes,
-//! ended by a NUL (the one byte an argument cannot contain, since execve
-//! takes C strings), so spaces, quotes, empty arguments and non-UTF-8 survive.
+//! Why a pipe (stage 03): init's own command line then carries only init's
+//! options, and run hands over the work when it chooses — after clone, and
+//! from stage 05 on before it lets init go. (The final execve gives the
+//! command its argv anyway, so the pipe hides nothing from `ps`.) The
+//! reference tutorials also joined the command into one string and split it
+//! on spaces again, so `sh -c 'echo "a  b"'` arrived mangled. Here each
+//! argument travels as its own bytes, ended by a NUL (the one byte an
+//! argument cannot contain, since execve takes C strings), so spaces,
+//! quotes, empty arguments and non-UTF-8 survive.
 
 use crate::error::{Error, Result};
 use crate::sync::RunLink;
@@ -77,7 +80,10 @@ impl CommandPipe {
         }
         trace::note(
             format!("write(fd {fd}, {} bytes)", bytes.len()),
-            Some(format!("{} args", command.len())),
+            Some(match command.len() {
+                1 => "1 arg".to_string(),
+                n => format!("{n} args"),
+            }),
         );
         drop(self.read_end);
         trace::step(

@@ -27,6 +27,22 @@ fn every_include_points_at_an_existing_file() {
         let text = std::fs::read_to_string(&chapter).unwrap();
         for cap in include.captures_iter(&text) {
             let target = chapter.parent().unwrap().join(&cap[1]);
+            // `:5:` skips insta's 4-line header: should the header grow, the
+            // book would silently show part of it. Line 4 must close it.
+            if cap[0].contains(".snap:5:") {
+                let header: Vec<String> = std::fs::read_to_string(&target)
+                    .unwrap_or_default()
+                    .lines()
+                    .take(4)
+                    .map(String::from)
+                    .collect();
+                assert!(
+                    header.first().map(String::as_str) == Some("---")
+                        && header.get(3).map(String::as_str) == Some("---"),
+                    "{} has a header that is not 4 lines: {header:?}",
+                    target.display()
+                );
+            }
             assert!(
                 target.is_file(),
                 "{} includes {}, which does not exist",

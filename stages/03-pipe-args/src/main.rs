@@ -1,10 +1,10 @@
 //! # Stage 03 — the command travels through a pipe
 //!
 //! Stage 02 plus one idea: the user's command no longer rides in init's
-//! argv (where `ps` shows it to everyone and its size is limited). run
-//! writes it into a pipe whose read end init inherits as fd 3, then closes
-//! the write end; init reads until EOF. Every argument keeps its exact
-//! bytes: spaces, quotes, empty strings, non-UTF-8.
+//! argv, which now holds only init's own options. run writes the command
+//! into a pipe whose read end init inherits as fd 3, then closes the write
+//! end; init reads until EOF. Every argument keeps its exact bytes: spaces,
+//! quotes, empty strings, non-UTF-8.
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
