@@ -386,10 +386,15 @@ impl Cgroup {
         loop {
             attempts += 1;
             match cgroup.make_directories(parent) {
+                // ENOENT: the parent is gone; ENODEV: it is being removed
+                // right now (a dying cgroup's files answer ENODEV).
                 Err(Error::Sys {
-                    errno: Errno::ENOENT,
+                    errno: Errno::ENOENT | Errno::ENODEV,
                     ..
-                }) if attempts < 3 => continue,
+                }) if attempts < 5 => {
+                    std::thread::yield_now();
+                    continue;
+                }
                 Err(err) => {
                     let _ = cgroup.remove();
                     return Err(err);
@@ -777,7 +782,8 @@ fn fill_cpuset(from: &Path, to: &Path) -> Result<()> {
 
 fn read_trimmed(file: &Path) -> Result<String> {
     // As a syscall error with its errno: a parent that a concurrent run has
-    // just removed (ENOENT) makes `create` start over.
+    // just removed (ENOENT, or ENODEV while it is going) makes `create`
+    // start over.
     fs::read_to_string(file)
         .map(|s| s.trim().to_string())
         .map_err(|e| Error::Sys {

@@ -154,8 +154,12 @@ fn start_container(stage: &str, script: &str) -> Started {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    let trace = BufReader::new(child.stderr.take().unwrap());
+    let mut trace = BufReader::new(child.stderr.take().unwrap());
+    if line != "ready\n" {
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut trace, &mut err);
+        panic!("the container never said ready; run's stderr:\n{err}");
+    }
     Started { child, trace }
 }
 
