@@ -413,18 +413,10 @@ impl Cgroup {
     pub fn dirs(&self) -> Vec<(&'static str, PathBuf)> {
         match &self.hierarchy {
             Hierarchy::Unified { root } => vec![("unified", root.join(&self.relative))],
-            Hierarchy::Legacy { trees, .. } => {
-                let mut seen: Vec<&Path> = Vec::new();
-                let mut dirs = Vec::new();
-                for (controller, tree) in trees {
-                    // cpu and cpuacct may share one tree: one directory.
-                    if !seen.contains(&tree.as_path()) {
-                        seen.push(tree);
-                        dirs.push((*controller, tree.join(&self.relative)));
-                    }
-                }
-                dirs
-            }
+            Hierarchy::Legacy { trees, .. } => distinct_trees(trees)
+                .into_iter()
+                .map(|(controller, tree)| (controller, tree.join(&self.relative)))
+                .collect(),
         }
     }
 
@@ -448,7 +440,7 @@ impl Cgroup {
                 mkdir_leaf(&root.join(&self.relative))
             }
             Hierarchy::Legacy { trees, .. } => {
-                for (controller, tree) in self.dirs_with_trees(&trees) {
+                for (controller, tree) in distinct_trees(&trees) {
                     let mut dir = tree.clone();
                     for component in Path::new(parent).components() {
                         let above = dir.clone();
@@ -463,19 +455,6 @@ impl Cgroup {
                 Ok(())
             }
         }
-    }
-
-    fn dirs_with_trees(&self, trees: &[(&'static str, PathBuf)]) -> Vec<(&'static str, PathBuf)> {
-        let mut seen: Vec<PathBuf> = Vec::new();
-        trees
-            .iter()
-            .filter(|(_, tree)| {
-                let new = !seen.contains(tree);
-                seen.push(tree.clone());
-                new
-            })
-            .cloned()
-            .collect()
     }
 
     /// mkdir a parent if missing; true if this call created it.
@@ -718,6 +697,20 @@ fn kill_all_and_rmdir(dir: &Path) -> Result<()> {
         result = nix::unistd::unlinkat(None, dir, nix::unistd::UnlinkatFlags::RemoveDir);
     }
     trace::step(step, result)
+}
+
+/// Each v1 tree once: cpu and cpuacct may share one tree, and so one
+/// directory per container.
+fn distinct_trees(trees: &[(&'static str, PathBuf)]) -> Vec<(&'static str, PathBuf)> {
+    let mut seen: Vec<&Path> = Vec::new();
+    let mut distinct = Vec::new();
+    for (controller, tree) in trees {
+        if !seen.contains(&tree.as_path()) {
+            seen.push(tree);
+            distinct.push((*controller, tree.clone()));
+        }
+    }
+    distinct
 }
 
 /// The leaf is named by our container id, which nobody else uses: if it

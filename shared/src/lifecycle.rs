@@ -368,6 +368,17 @@ pub fn logs(container: &ContainerState, follow: bool, out: &mut dyn Write) -> Re
     }
 }
 
+/// `cleanup`: what runs killed with SIGKILL left behind under `parent` —
+/// their cgroups and their layers — and the lock files nobody holds.
+/// Returns how many cgroups and layers were removed.
+pub fn remove_leftovers(parent: &str) -> Result<(usize, usize)> {
+    let hierarchy = cgroups::Hierarchy::detect()?;
+    let cgroups = cgroups::remove_stale(&hierarchy, parent)?;
+    let layers = layer::remove_stale();
+    ContainerLock::remove_free_locks();
+    Ok((cgroups, layers))
+}
+
 /// `rm`: remove a stopped container's cgroup leftovers, layer, state, log.
 pub fn remove(container_id: &str, cgroup_parent: Option<&str>) -> Result<()> {
     if let Some(parent) = cgroup_parent {

@@ -16,6 +16,7 @@ use minibox::cli::{self, ResourceOptions, RunOptions};
 use minibox::command::{self, CommandPipe, COMMAND_FD};
 use minibox::image::{self, ImageCommand};
 use minibox::layer::{self, Layer};
+use minibox::lifecycle;
 use minibox::mounts;
 use minibox::namespaces::{self, Exit, InitSpec};
 use minibox::paths::ContainerLock;
@@ -198,10 +199,7 @@ fn image_command(command: ImageCommand) -> Result<Exit> {
 
 /// Remove what runs killed with SIGKILL left behind.
 fn cleanup(cgroup_parent: &str) -> Result<Exit> {
-    let hierarchy = Hierarchy::detect()?;
-    let cgroups = cgroups::remove_stale(&hierarchy, cgroup_parent)?;
-    let layers = layer::remove_stale();
-    ContainerLock::remove_free_locks();
+    let (cgroups, layers) = lifecycle::remove_leftovers(cgroup_parent)?;
     println!("removed {cgroups} stale cgroup(s) under {cgroup_parent} and {layers} layer(s)");
     Ok(Exit::Code(0))
 }

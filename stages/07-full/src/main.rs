@@ -474,10 +474,7 @@ fn image_command(command: ImageCommand) -> Result<Exit> {
 
 /// Remove what runs killed with SIGKILL left behind.
 fn cleanup(cgroup_parent: &str) -> Result<Exit> {
-    let hierarchy = Hierarchy::detect()?;
-    let cgroups = cgroups::remove_stale(&hierarchy, cgroup_parent)?;
-    let layers = layer::remove_stale();
-    ContainerLock::remove_free_locks();
+    let (cgroups, layers) = lifecycle::remove_leftovers(cgroup_parent)?;
     println!("removed {cgroups} stale cgroup(s) under {cgroup_parent} and {layers} layer(s)");
     Ok(Exit::Code(0))
 }
