@@ -1,19 +1,31 @@
-//! What every stage's command line shares: docker-style run flags, one-line
-//! errors, and exit codes (see [`crate::error`] for the table).
+//! What the stages' command lines share: flag groups, one per idea, that a
+//! stage composes with `#[command(flatten)]`; one-line errors; exit codes
+//! (see [`crate::error`] for the table).
+//!
+//! | group               | stage | flags                                        |
+//! |---------------------|-------|----------------------------------------------|
+//! | [`RunOptions`]      | 01    | `-i`, `-t`, `--hostname`, `--trace`          |
+//! | [`ResourceOptions`] | 05    | `-m`, `--cpus`, `--pids-limit`, …            |
+//! | [`ImageArgs`]       | 06    | `IMAGE [COMMAND]`, `--rootfs`, `-v`          |
+//! | [`ContainerOptions`]| 07    | `-d`, `--name`, `-e`, `--env-file`, `--rm`   |
 
-use crate::cgroups::{self, Limits};
+use crate::cgroups::{self, limits, Limits};
+use crate::container::state;
 use crate::error::{Error, EXIT_MINIBOX_FAILED};
-use crate::namespaces::{self, Exit, Stdin};
-use crate::sync;
-use crate::trace::TraceMode;
+use crate::process::{Exit, Stdin};
+use crate::trace::{self, TraceMode};
+use crate::volumes::{self, Volume};
+use crate::{image, namespaces, rootfs, sync};
 use clap::Parser;
 use std::convert::Infallible;
+use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// The flags of `run` that every stage has.
+/// `-i` and `-t`, for `run` and `exec`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct RunOptions {
+pub struct StdioOptions {
     /// Keep stdin open (without -i the container reads /dev/null)
     #[arg(short, long)]
     pub interactive: bool,
@@ -21,6 +33,29 @@ pub struct RunOptions {
     /// Give the container this terminal (needs a terminal on stdin)
     #[arg(short, long)]
     pub tty: bool,
+}
+
+impl StdioOptions {
+    /// What the container's stdin is; `-t` without a terminal is refused up front.
+    pub fn stdin(&self) -> Result<Stdin, Error> {
+        if self.tty && !std::io::stdin().is_terminal() {
+            return Err(Error::Usage(
+                "-t needs a terminal on stdin (drop -t when piping)".into(),
+            ));
+        }
+        Ok(if self.interactive || self.tty {
+            Stdin::Inherit
+        } else {
+            Stdin::Null
+        })
+    }
+}
+
+/// The flags of `run` that every stage has.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunOptions {
+    #[command(flatten)]
+    pub stdio: StdioOptions,
 
     /// Host name inside the container [default: a generated container id]
     #[arg(long, value_name = "NAME")]
@@ -46,18 +81,12 @@ impl RunOptions {
         }
     }
 
-    /// What init's stdin is; `-t` without a terminal is refused up front.
     pub fn stdin(&self) -> Result<Stdin, Error> {
-        if self.tty && !std::io::stdin().is_terminal() {
-            return Err(Error::Usage(
-                "-t needs a terminal on stdin (drop -t when piping)".into(),
-            ));
-        }
-        Ok(if self.interactive || self.tty {
-            Stdin::Inherit
-        } else {
-            Stdin::Null
-        })
+        self.stdio.stdin()
+    }
+
+    pub fn terminal(&self) -> bool {
+        self.stdio.tty
     }
 }
 
@@ -66,32 +95,32 @@ impl RunOptions {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ResourceOptions {
     /// Memory limit, e.g. 64m (b, k, m, g)
-    #[arg(short, long, value_name = "BYTES", value_parser = cgroups::parse_memory)]
+    #[arg(short, long, value_name = "BYTES", value_parser = limits::parse_memory)]
     pub memory: Option<u64>,
 
     /// Memory plus swap, e.g. 128m; -1 for unlimited swap [default: no swap]
-    #[arg(long, value_name = "BYTES", value_parser = cgroups::parse_memory_swap, allow_hyphen_values = true)]
-    pub memory_swap: Option<cgroups::MaybeUnlimited>,
+    #[arg(long, value_name = "BYTES", value_parser = limits::parse_memory_swap, allow_hyphen_values = true)]
+    pub memory_swap: Option<cgroups::Limit>,
 
     /// CPU time, in CPUs (0.5 = half of one CPU)
-    #[arg(long, value_name = "CPUS", value_parser = cgroups::parse_cpus, allow_hyphen_values = true)]
+    #[arg(long, value_name = "CPUS", value_parser = limits::parse_cpus, allow_hyphen_values = true)]
     pub cpus: Option<u64>,
 
     /// Relative CPU weight against other cgroups (v1 cpu.shares; v2 cpu.weight)
-    #[arg(long, value_name = "SHARES", value_parser = cgroups::parse_cpu_shares)]
+    #[arg(long, value_name = "SHARES", value_parser = limits::parse_cpu_shares)]
     pub cpu_shares: Option<u64>,
 
     /// CPUs the container may run on, e.g. 0-1 or 0,2
-    #[arg(long, value_name = "LIST", value_parser = cgroups::parse_cpuset_cpus)]
+    #[arg(long, value_name = "LIST", value_parser = limits::parse_cpuset_cpus)]
     pub cpuset_cpus: Option<String>,
 
     /// Memory nodes the container may use, e.g. 0
-    #[arg(long, value_name = "LIST", value_parser = cgroups::parse_cpuset_mems)]
+    #[arg(long, value_name = "LIST", value_parser = limits::parse_cpuset_mems)]
     pub cpuset_mems: Option<String>,
 
     /// Most processes the container may have; -1 for no limit
-    #[arg(long, value_name = "N", value_parser = cgroups::parse_pids_limit, allow_hyphen_values = true)]
-    pub pids_limit: Option<cgroups::MaybeUnlimited>,
+    #[arg(long, value_name = "N", value_parser = limits::parse_pids_limit, allow_hyphen_values = true)]
+    pub pids_limit: Option<cgroups::Limit>,
 
     /// Parent cgroup for the container, relative to each hierarchy's root
     #[arg(long, value_name = "PATH", default_value = cgroups::DEFAULT_PARENT, value_parser = cgroups::parse_parent, env = "MINIBOX_CGROUP_PARENT")]
@@ -103,15 +132,130 @@ impl ResourceOptions {
     pub fn limits(&self) -> Result<Limits, Error> {
         let limits = Limits {
             memory: self.memory,
-            memory_swap: self.memory_swap.map(cgroups::MaybeUnlimited::as_option),
+            memory_swap: self.memory_swap,
             cpu_quota_us: self.cpus,
             cpu_shares: self.cpu_shares,
             cpuset_cpus: self.cpuset_cpus.clone(),
             cpuset_mems: self.cpuset_mems.clone(),
-            pids_max: self.pids_limit.map(cgroups::MaybeUnlimited::as_option),
+            pids_max: self.pids_limit,
         };
         limits.check()?;
         Ok(limits)
+    }
+
+    /// `Error::OutOfMemory` if the kernel OOM-killed anything (exit 137).
+    pub fn oom_error(&self, kills: u64) -> Option<Error> {
+        (kills > 0).then(|| Error::OutOfMemory {
+            limit: self.memory.map_or("none".into(), limits::human_bytes),
+            kills,
+        })
+    }
+}
+
+/// Stage 06 on: docker's `IMAGE [COMMAND [ARGS...]]`, or `--rootfs DIR`
+/// and the command, and volumes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ImageArgs {
+    /// Use this directory as the image instead of IMAGE (all arguments are then the command)
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// Bind-mount a host directory: HOST:CONTAINER[:ro] (repeatable)
+    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]", value_parser = volumes::parse)]
+    pub volumes: Vec<Volume>,
+    /// The image, then the command to run in it [default command: sh]
+    #[arg(
+        trailing_var_arg = true,
+        required_unless_present = "rootfs",
+        value_name = "IMAGE [COMMAND [ARGS...]]"
+    )]
+    pub args: Vec<OsString>,
+}
+
+impl ImageArgs {
+    /// The image's root filesystem and the command (`sh` if none).
+    pub fn image_and_command(&self) -> Result<(PathBuf, Vec<OsString>), Error> {
+        let (lower, command) = match &self.rootfs {
+            Some(dir) => (rootfs::resolve(Some(dir))?, self.args.clone()),
+            None => {
+                let Some((name, command)) = self.args.split_first() else {
+                    return Err(Error::Usage("an IMAGE is needed (or --rootfs DIR)".into()));
+                };
+                (image::resolve(&name.to_string_lossy())?, command.to_vec())
+            }
+        };
+        let command = if command.is_empty() {
+            vec!["sh".into()]
+        } else {
+            command
+        };
+        Ok((lower, command))
+    }
+
+    /// What `ps` shows as the image: its name, or the --rootfs directory.
+    pub fn image_name(&self) -> String {
+        match &self.rootfs {
+            Some(dir) => dir.display().to_string(),
+            None => self
+                .args
+                .first()
+                .map_or(String::new(), |a| a.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// Create missing host directories of the volumes (as docker does).
+    pub fn prepare_volumes(&self) -> Result<(), Error> {
+        self.volumes.iter().try_for_each(Volume::prepare_host)
+    }
+}
+
+/// Stage 07 on: the container as something that lasts.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ContainerOptions {
+    /// Run in the background: print the container id and return
+    #[arg(short, long)]
+    pub detach: bool,
+    /// A name for the container [default: its id]
+    #[arg(long, value_parser = state::parse_name)]
+    pub name: Option<String>,
+    /// Set an environment variable: KEY=VALUE (repeatable)
+    #[arg(short, long = "env", value_name = "KEY=VALUE", value_parser = state::parse_env, allow_hyphen_values = true)]
+    pub env: Vec<String>,
+    /// Read environment variables from a file, one KEY=VALUE a line
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+}
+
+impl ContainerOptions {
+    /// `-e` and `--env-file` over the container's defaults.
+    pub fn environment(&self, defaults: Vec<String>) -> Result<Vec<String>, Error> {
+        let user = state::user_environment(&self.env, &self.env_file)?;
+        Ok(crate::command::merge_env(defaults, &user))
+    }
+
+    /// The values of `-e` may be secrets: take them out of this process's
+    /// argv, which any user can read in `ps` (see
+    /// [`crate::process::hide_in_argv`]). The container gets them through
+    /// its config, and its record is private.
+    pub fn hide_values(&self) -> Result<(), Error> {
+        for kv in &self.env {
+            if let Some((_, value)) = kv.split_once('=') {
+                crate::process::hide_in_argv(value.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `-d` runs in the background: it does not mix with `-i` or `-t`.
+    pub fn check(&self, run: &RunOptions) -> Result<(), Error> {
+        if self.detach && (run.stdio.tty || run.stdio.interactive) {
+            return Err(Error::Usage(
+                "-d runs in the background: it does not mix with -i or -t".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -141,18 +285,26 @@ pub fn parse<C: Parser>() -> C {
                 .collect();
             let message = paragraph.join(" ");
             let message = message.strip_prefix("error: ").unwrap_or(&message);
-            eprintln!("{}: {message} (see --help)", program_name());
+            eprintln!("{}: {message} (see --help)", crate::process::program_name());
             std::process::exit(EXIT_MINIBOX_FAILED as i32);
         }
     }
 }
 
-/// End `run`: the container's exit code, or a one-line error and its code.
+/// End `run` (or any verb): the container's exit code, or a one-line error
+/// and its code. When a syscall failed, the trace up to the failed step
+/// (with its errno) is drawn first; bad input gets the one line alone.
 pub fn finish_run(result: anyhow::Result<Exit>) -> ExitCode {
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(err) => {
-            eprintln!("{}: {err:#}", program_name());
+            let failed_step = err
+                .chain()
+                .any(|cause| matches!(cause.downcast_ref::<Error>(), Some(Error::Sys { .. })));
+            if failed_step {
+                trace::flush();
+            }
+            eprintln!("{}: {err:#}", crate::process::program_name());
             ExitCode::from(exit_code_of(&err))
         }
     }
@@ -165,7 +317,7 @@ pub fn finish_init(result: anyhow::Result<Infallible>) -> ExitCode {
     let code = exit_code_of(&err);
     let message = format!("{err:#}");
     if !sync::report_failure(message.clone(), code) {
-        eprintln!("{}: {message}", program_name());
+        eprintln!("{}: {message}", crate::process::program_name());
     }
     ExitCode::from(code)
 }
@@ -174,15 +326,4 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
     err.chain()
         .find_map(|cause| cause.downcast_ref::<Error>())
         .map_or(EXIT_MINIBOX_FAILED, Error::exit_code)
-}
-
-fn program_name() -> String {
-    std::env::args_os()
-        .next()
-        .and_then(|a| {
-            std::path::Path::new(&a)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "minibox".into())
 }

@@ -8,9 +8,14 @@
 //! | 125       | minibox itself failed: bad flag, missing rootfs, a setup syscall |
 //! | 126       | the command was found but cannot be executed             |
 //! | 127       | the command was not found                                |
-//! | 128 + N   | the container's command was killed by signal N           |
+//! | 128 + N   | the container's command was killed by signal N, or `run` was interrupted by signal N before the container started |
+//!
+//! Each runtime state that a caller may want to tell apart ("no such
+//! container", "not running", …) is a variant of its own, so callers and
+//! tests match on the variant rather than on the words.
 
 use nix::errno::Errno;
+use nix::sys::signal::Signal;
 use std::path::PathBuf;
 
 /// minibox could not do what was asked (docker's `125`).
@@ -31,13 +36,13 @@ pub enum Error {
     #[error("{step}: {}", describe(*errno))]
     Sys { step: String, errno: Errno },
 
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file operation failed. The message names the operation and the
+    /// path, then the cause once: `cause` is deliberately not a `#[source]`,
+    /// which anyhow's `{:#}` would print a second time.
+    #[error("{what}: {}", describe_io(.cause))]
+    Io { what: String, cause: std::io::Error },
 
+    /// A bad flag value or a combination of flags that cannot work.
     #[error("{0}")]
     Usage(String),
 
@@ -54,6 +59,8 @@ pub enum Error {
     #[error("{message}")]
     Init { message: String, exit_code: u8 },
 
+    /// The run → init protocol broke (a message of the wrong kind, a
+    /// config written by another build of the binary, …).
     #[error("sync protocol: {0}")]
     Protocol(String),
 
@@ -62,13 +69,54 @@ pub enum Error {
         "the container hit its memory limit ({limit}): the kernel OOM-killed {kills} process(es)"
     )]
     OutOfMemory { limit: String, kills: u64 },
+
+    /// `run` got SIGINT/SIGTERM before the container started; everything it
+    /// had created is removed again.
+    #[error("interrupted by {} before the container started: nothing was left behind", .0.as_str())]
+    Interrupted(Signal),
+
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+
+    #[error("{0:?} matches several containers: give more of the id")]
+    AmbiguousContainer(String),
+
+    #[error("container {0} is not running")]
+    NotRunning(String),
+
+    #[error("container {0} is running: stop it first, or use rm -f")]
+    StillRunning(String),
+
+    #[error("container {0} is still starting: try again when `ps` shows it running")]
+    StillStarting(String),
+
+    #[error("the name {name:?} is in use by container {id}: remove it or pick another --name")]
+    NameInUse { name: String, id: String },
+
+    #[error("state of container {id} is damaged ({why}): `rm {id}` removes it")]
+    StateDamaged { id: String, why: String },
+
+    #[error("image {0:?} not found: import it with `image import FILE.tar {0}` (see `images`)")]
+    NoSuchImage(String),
+
+    #[error("image {name:?} is used by container {container}: remove the container first")]
+    ImageInUse { name: String, container: String },
 }
 
 impl Error {
-    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    pub fn io(what: impl Into<String>, cause: std::io::Error) -> Self {
         Error::Io {
             what: what.into(),
-            source,
+            cause,
+        }
+    }
+
+    /// A failed syscall made by `std` (it reports an `io::Error`), as the
+    /// trace names it.
+    pub fn sys_from_io(step: impl Into<String>, source: &std::io::Error) -> Self {
+        Error::Sys {
+            step: step.into(),
+            errno: errno_of(source),
         }
     }
 
@@ -79,6 +127,7 @@ impl Error {
             Error::CannotExecute(_) => EXIT_CANNOT_EXECUTE,
             Error::Init { exit_code, .. } => *exit_code,
             Error::OutOfMemory { .. } => EXIT_OOM_KILLED,
+            Error::Interrupted(signal) => 128u8.wrapping_add(*signal as i32 as u8),
             _ => EXIT_MINIBOX_FAILED,
         }
     }
@@ -88,4 +137,42 @@ impl Error {
 /// then the text.
 pub fn describe(errno: Errno) -> String {
     format!("{errno:?} ({})", errno.desc())
+}
+
+/// An `io::Error` in the same form: `ENOENT (No such file or directory)`
+/// when it came from a syscall, its own text otherwise.
+fn describe_io(error: &std::io::Error) -> String {
+    match error.raw_os_error() {
+        Some(code) => describe(Errno::from_raw(code)),
+        None => error.to_string(),
+    }
+}
+
+/// The errno behind an `io::Error` (EIO when there is none).
+pub fn errno_of(error: &std::io::Error) -> Errno {
+    Errno::from_raw(error.raw_os_error().unwrap_or(libc::EIO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_names_its_cause_once() {
+        let err = Error::io(
+            "open /nonexistent.tar",
+            std::io::Error::from_raw_os_error(libc::ENOENT),
+        );
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(
+            text,
+            "open /nonexistent.tar: ENOENT (No such file or directory)"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_run_exits_128_plus_the_signal() {
+        assert_eq!(Error::Interrupted(Signal::SIGINT).exit_code(), 130);
+        assert_eq!(Error::Interrupted(Signal::SIGTERM).exit_code(), 143);
+    }
 }

@@ -11,90 +11,92 @@
 //! overlayfs records a *whiteout* in upper (a 0:0 character device with the
 //! file's name) that hides the lower file.
 //!
-//! run makes the directories; init mounts the overlay inside its own mount
-//! namespace, so the host's mount table never shows it and the mount goes
-//! away with the container.
+//! run makes the directories under `containers/<id>/` (0700: no other user
+//! may walk into a container's files); init mounts the overlay inside its
+//! own mount namespace, so the host's mount table never shows it and the
+//! mount goes away with the container.
 
+use crate::config::LayerPaths;
 use crate::error::{Error, Result};
-use crate::paths::{state_root, ContainerLock};
-use crate::trace;
+use crate::lock::ContainerLock;
+use crate::{id, paths, process, trace};
 use nix::mount::{mount, MsFlags};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// `$MINIBOX_ROOT/containers`: one private directory per container.
 pub fn containers_dir() -> PathBuf {
-    state_root().join("containers")
+    paths::state_root().join("containers")
+}
+
+/// A container's directory (its layer, and from stage 07 its record and log).
+pub fn container_dir(id: &str) -> PathBuf {
+    containers_dir().join(id)
+}
+
+/// Make `containers/<id>/` (0700) unless it exists.
+pub fn ensure_container_dir(id: &str) -> Result<PathBuf> {
+    paths::state_dir("containers")?;
+    let dir = container_dir(id);
+    paths::ensure_dir(&dir, paths::DIR_MODE)?;
+    Ok(dir)
 }
 
 /// One container's layer directories.
 #[derive(Debug)]
 pub struct Layer {
-    pub dir: PathBuf,
-    pub lower: PathBuf,
+    paths: LayerPaths,
+    dir: PathBuf,
     removed: bool,
 }
 
 impl Layer {
     /// run: make `containers/<id>/{upper,work,merged}`.
     pub fn create(id: &str, lower: &Path) -> Result<Layer> {
-        let layer = Layer {
-            dir: containers_dir().join(id),
-            lower: lower.to_path_buf(),
-            removed: false,
-        };
-        fs::create_dir_all(containers_dir())
-            .map_err(|e| Error::io(format!("create {}", containers_dir().display()), e))?;
-        // Stage 07 has already made the container's directory (for its state).
-        let mut dirs = vec![layer.upper(), layer.work(), layer.merged()];
-        if !layer.dir.is_dir() {
-            dirs.insert(0, layer.dir.clone());
-        }
-        for dir in dirs {
+        process::checkpoint()?;
+        let dir = container_dir(id);
+        let made_dir = !dir.exists();
+        if made_dir {
+            paths::state_dir("containers")?;
             trace::step(
-                format!("mkdir({:?})", dir.display().to_string()),
-                nix::unistd::mkdir(&dir, nix::sys::stat::Mode::from_bits_truncate(0o755)),
+                format!("mkdir({:?}, 0700)", dir.display().to_string()),
+                nix::unistd::mkdir(&dir, nix::sys::stat::Mode::from_bits_truncate(0o700)),
             )?;
+        }
+        let mut layer = Layer {
+            paths: LayerPaths {
+                lower: lower.to_path_buf(),
+                upper: dir.join("upper"),
+                work: dir.join("work"),
+                merged: dir.join("merged"),
+            },
+            dir,
+            // Stage 07 made the directory for its record and removes it on rm.
+            removed: !made_dir,
+        };
+        // 0755 inside the private directory: upper's root becomes the
+        // container's `/`, which every user in the container must traverse.
+        for sub in [
+            layer.paths.upper.clone(),
+            layer.paths.work.clone(),
+            layer.paths.merged.clone(),
+        ] {
+            let made = trace::step(
+                format!("mkdir({:?}, 0755)", sub.display().to_string()),
+                nix::unistd::mkdir(&sub, nix::sys::stat::Mode::from_bits_truncate(0o755)),
+            );
+            if let Err(err) = made {
+                let _ = layer.remove_subdirs();
+                return Err(err);
+            }
         }
         Ok(layer)
     }
 
-    /// init: the same layer, from the paths run passed.
-    pub fn open(dir: &Path, lower: &Path) -> Layer {
-        Layer {
-            dir: dir.to_path_buf(),
-            lower: lower.to_path_buf(),
-            removed: true, // init never removes: run does
-        }
-    }
-
-    pub fn upper(&self) -> PathBuf {
-        self.dir.join("upper")
-    }
-    pub fn work(&self) -> PathBuf {
-        self.dir.join("work")
-    }
-    pub fn merged(&self) -> PathBuf {
-        self.dir.join("merged")
-    }
-
-    /// init: mount the overlay on `merged`.
-    pub fn mount(&self) -> Result<()> {
-        let options = overlay_options(&self.lower, &self.upper(), &self.work());
-        let target = self.merged();
-        trace::step(
-            format!(
-                "mount(\"overlay\", {:?}, \"overlay\", 0, {options:?})",
-                target.display().to_string()
-            ),
-            mount(
-                Some("overlay"),
-                &target,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(options.as_str()),
-            ),
-        )
+    /// What init needs to mount it.
+    pub fn paths(&self) -> LayerPaths {
+        self.paths.clone()
     }
 
     /// Keep the layer after the container exits (stage 07: until `rm`).
@@ -108,7 +110,14 @@ impl Layer {
             return Ok(());
         }
         self.removed = true;
-        remove_layer_dir(&self.dir)
+        remove_dir(&self.dir)
+    }
+
+    fn remove_subdirs(&mut self) -> Result<()> {
+        for sub in [&self.paths.upper, &self.paths.work, &self.paths.merged] {
+            let _ = fs::remove_dir_all(sub);
+        }
+        self.remove()
     }
 }
 
@@ -118,13 +127,27 @@ impl Drop for Layer {
     }
 }
 
-/// Delete a container directory (layer, state, log) unless its overlay is
-/// somehow still mounted.
-pub fn remove_dir(dir: &Path) -> Result<()> {
-    remove_layer_dir(dir)
+/// init: mount the overlay on `merged`.
+pub fn mount_overlay(layer: &LayerPaths) -> Result<()> {
+    let options = overlay_options(&[&layer.lower], &layer.upper, &layer.work);
+    trace::step(
+        format!(
+            "mount(\"overlay\", {:?}, \"overlay\", 0, {options:?})",
+            layer.merged.display().to_string()
+        ),
+        mount(
+            Some("overlay"),
+            &layer.merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        ),
+    )
 }
 
-fn remove_layer_dir(dir: &Path) -> Result<()> {
+/// Delete a container directory (layer, and any record and log) unless its
+/// overlay is somehow still mounted.
+pub fn remove_dir(dir: &Path) -> Result<()> {
     // The overlay lived in the container's mount namespace, which died with
     // it. Should `merged` still be a mount point here, deleting "its files"
     // would delete the image's: refuse.
@@ -138,19 +161,20 @@ fn remove_layer_dir(dir: &Path) -> Result<()> {
         }
     }
     let result = fs::remove_dir_all(dir);
-    let step = format!("rm -r {:?}", dir.display().to_string());
     trace::step(
-        step,
-        result.map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        format!("rm -r {:?}", dir.display().to_string()),
+        result.map_err(|e| crate::error::errno_of(&e)),
     )
 }
 
-/// `lowerdir=…,upperdir=…,workdir=…`, with `\`, `,` and `:` escaped: in
-/// overlay options `,` separates options and `:` separates lower layers.
-pub fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> String {
+/// `lowerdir=…,upperdir=…,workdir=…` (no upper for a read-only view), with
+/// `\`, `,` and `:` escaped: in overlay options `,` separates options and
+/// `:` separates lower layers, the leftmost on top.
+pub fn overlay_options(lowers: &[&Path], upper: &Path, work: &Path) -> String {
+    let lowers: Vec<String> = lowers.iter().map(|l| escape_option(l)).collect();
     format!(
         "lowerdir={},upperdir={},workdir={}",
-        escape_option(lower),
+        lowers.join(":"),
         escape_option(upper),
         escape_option(work)
     )
@@ -168,23 +192,24 @@ pub fn escape_option(path: &Path) -> String {
     out
 }
 
-/// Remove layers whose run died (its lock is free): a crash's leftovers.
-pub fn remove_stale() -> usize {
+/// Remove layers whose run died (its lock is free) and that `keep` does
+/// not claim (stage 07 keeps a stopped container's layer until `rm`).
+pub fn remove_stale(keep: impl Fn(&str) -> bool) -> usize {
     let Ok(entries) = fs::read_dir(containers_dir()) else {
         return 0;
     };
     let mut removed = 0;
     for entry in entries.flatten() {
         let id = entry.file_name().to_string_lossy().into_owned();
-        // A directory with a state file is a stage-07 container, kept
-        // after it exits until `rm`: not a leftover.
-        if !crate::cgroups::is_container_id(&id) || entry.path().join("state.json").exists() {
+        if !id::is_valid(&id) || keep(&id) {
             continue;
         }
-        if ContainerLock::owner_alive(&ContainerLock::path(&id)) != Some(true)
-            && remove_layer_dir(&entry.path()).is_ok()
-        {
-            removed += 1;
+        // Hold the lock while removing: no run can start with this id
+        // halfway through.
+        if let Ok(Some(_lock)) = ContainerLock::try_acquire(&id) {
+            if remove_dir(&entry.path()).is_ok() {
+                removed += 1;
+            }
         }
     }
     removed
@@ -196,7 +221,11 @@ mod tests {
 
     #[test]
     fn overlay_options_escape_separators() {
-        let opts = overlay_options(Path::new("/a,b:c"), Path::new("/u"), Path::new("/w"));
-        assert_eq!(opts, r"lowerdir=/a\,b\:c,upperdir=/u,workdir=/w");
+        let opts = overlay_options(
+            &[Path::new("/a,b:c"), Path::new("/l2")],
+            Path::new("/u"),
+            Path::new("/w"),
+        );
+        assert_eq!(opts, r"lowerdir=/a\,b\:c:/l2,upperdir=/u,workdir=/w");
     }
 }

@@ -8,8 +8,10 @@
 
 use crate::error::Result;
 use crate::trace;
+use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 fn traced_mount(
@@ -137,5 +139,51 @@ fn ensure_dir(path: &str) -> Result<()> {
     trace::step(
         format!("mkdir({path:?}, 0755)"),
         nix::unistd::mkdir(path, Mode::from_bits_truncate(0o755)),
+    )
+}
+
+/// `AT_RECURSIVE` and `MOUNT_ATTR_RDONLY` from `<linux/mount.h>` (the libc
+/// crate does not offer them for every target).
+const AT_RECURSIVE: libc::c_int = 0x8000;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// `struct mount_attr` of `mount_setattr(2)` (Linux 5.12).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Make the mount at `fd` and every mount below it read-only, keeping
+/// their other flags (nosuid, nodev, …): `mount_setattr(fd, "",
+/// AT_EMPTY_PATH|AT_RECURSIVE, {attr_set: MOUNT_ATTR_RDONLY})`. `shown` is
+/// how the trace names the mount.
+pub fn set_read_only_recursive(fd: &OwnedFd, shown: &str) -> Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `attr` is a valid mount_attr that outlives the call, its size
+    // is passed, and the path is a NUL-terminated empty string.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    trace::step(
+        format!(
+            "mount_setattr({shown:?} via fd {}, AT_RECURSIVE, MOUNT_ATTR_RDONLY)",
+            fd.as_raw_fd()
+        ),
+        Errno::result(ret).map(drop),
     )
 }

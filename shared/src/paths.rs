@@ -1,9 +1,26 @@
-//! Where minibox keeps its files. Everything lives under roots the project
-//! owns, and `MINIBOX_ROOT` moves all of it (tests give each run a fresh one).
+//! Where minibox keeps its files, and how they are created.
+//!
+//! Everything lives under roots the project owns, and `MINIBOX_ROOT` moves
+//! all of it (tests give each run a fresh one). What is under them is
+//! private: a container's record holds its environment (secrets passed with
+//! `-e`), its log what it printed, and its layer's `upper/` and `merged/`
+//! files the container wrote — a setuid binary there would run with host
+//! root's power for any local user who could reach it (the class of moby
+//! CVE-2021-41091). So the roots are 0711 (passable, not listable),
+//! everything below 0700, files 0600 — *created* so, never loosened later.
 
 use crate::error::{Error, Result};
 use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Mode of the state and runtime roots: others may pass through, not list.
+pub const ROOT_MODE: u32 = 0o711;
+/// Mode of every directory below a root.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every file minibox writes.
+pub const FILE_MODE: u32 = 0o600;
 
 /// Persistent state: images, containers (`/var/lib/minibox`).
 pub fn state_root() -> PathBuf {
@@ -19,66 +36,142 @@ pub fn runtime_dir() -> PathBuf {
     }
 }
 
-/// Held by `run` for its container's whole life. Whatever a container owns
-/// (its cgroup, its layer directories) is named by its id; a later run or
-/// `cleanup` that finds such a thing with a *free* lock knows the run that
-/// made it died without cleaning up. A held lock means a live run, perhaps
-/// one still setting up.
-#[derive(Debug)]
-pub struct ContainerLock {
-    _lock: nix::fcntl::Flock<File>,
-    path: PathBuf,
+/// A directory directly under the state root (`containers`, `images`, …),
+/// created private along with the root itself.
+pub fn state_dir(name: &str) -> Result<PathBuf> {
+    ensure_root(&state_root())?;
+    let dir = state_root().join(name);
+    ensure_dir(&dir, DIR_MODE)?;
+    Ok(dir)
 }
 
-impl ContainerLock {
-    pub fn path(id: &str) -> PathBuf {
-        runtime_dir().join("locks").join(format!("{id}.lock"))
-    }
+/// A directory under the runtime root (`locks`), created private.
+pub fn runtime_subdir(name: &str) -> Result<PathBuf> {
+    ensure_root(&runtime_dir())?;
+    let dir = runtime_dir().join(name);
+    ensure_dir(&dir, DIR_MODE)?;
+    Ok(dir)
+}
 
-    pub fn acquire(id: &str) -> Result<ContainerLock> {
-        let path = Self::path(id);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+/// The runtime root itself, created 0711.
+pub fn ensure_runtime_root() -> Result<PathBuf> {
+    let dir = runtime_dir();
+    ensure_root(&dir)?;
+    Ok(dir)
+}
+
+fn ensure_root(root: &Path) -> Result<()> {
+    if let Some(parent) = root.parent() {
+        // The parents (/var/lib, /run, /tmp) are the system's, not ours.
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
         }
-        let file =
-            File::create(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-        // Blocking: ids are unique, so the only other holder can be a
-        // `cleanup` testing this lock for a moment.
-        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
-            |(_, errno)| Error::Sys {
-                step: format!("flock({})", path.display()),
-                errno,
-            },
-        )?;
-        Ok(ContainerLock { _lock: lock, path })
     }
+    ensure_dir(root, ROOT_MODE)
+}
 
-    /// `Some(true)` if a live run holds the lock at `path`, `Some(false)` if
-    /// the lock file is there but free, `None` if there is no lock file.
-    pub fn owner_alive(path: &Path) -> Option<bool> {
-        let file = File::options().write(true).open(path).ok()?;
-        let free =
-            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok();
-        Some(!free)
-    }
-
-    /// Delete lock files no live run holds (after a sweep has removed what
-    /// their dead runs left).
-    pub fn remove_free_locks() {
-        let Ok(entries) = fs::read_dir(runtime_dir().join("locks")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if Self::owner_alive(&entry.path()) == Some(false) {
-                let _ = fs::remove_file(entry.path());
+/// Create `dir` with `mode` (a parent must exist), or tighten an existing
+/// one that is more open than `mode` (made by an older minibox).
+pub fn ensure_dir(dir: &Path, mode: u32) -> Result<()> {
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {
+            // mkdir honours the umask, which can only remove bits: set the
+            // exact mode (this can only open up what we asked for).
+            set_mode(dir, mode)
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let meta = fs::symlink_metadata(dir)
+                .map_err(|e| Error::io(format!("stat {}", dir.display()), e))?;
+            if !meta.is_dir() {
+                return Err(Error::Usage(format!(
+                    "{} exists and is not a directory",
+                    dir.display()
+                )));
             }
+            if meta.permissions().mode() & 0o777 & !mode != 0 {
+                set_mode(dir, mode)?;
+            }
+            Ok(())
         }
+        Err(e) => Err(Error::io(format!("create {}", dir.display()), e)),
     }
 }
 
-impl Drop for ContainerLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+/// A new private directory: fails if it exists.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|e| Error::io(format!("create {}", dir.display()), e))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(format!("chmod {}", path.display()), e))
+}
+
+/// Open (creating with mode 0600 if missing) a file for appending.
+pub fn open_private_append(path: &Path) -> Result<File> {
+    File::options()
+        .create(true)
+        .append(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))
+}
+
+/// Write `bytes` to `path` atomically: a private temporary file beside it,
+/// then `rename`, so a reader sees the old content or the new, never half.
+/// `durable` adds an fsync, for records that must survive a power cut.
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map_or("file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        if durable {
+            file.sync_all()?;
+        }
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(format!("write {}", path.display()), e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn directories_and_files_are_created_private_whatever_the_umask() {
+        let base = tempfile::tempdir().unwrap();
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+        let root = base.path().join("root");
+        ensure_dir(&root, ROOT_MODE).unwrap();
+        nix::sys::stat::umask(old);
+        assert_eq!(mode(&root), 0o711);
+        let dir = root.join("d");
+        ensure_dir(&dir, DIR_MODE).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let file = dir.join("f");
+        write_atomic(&file, b"x", false).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_dir(&dir, DIR_MODE).unwrap();
+        assert_eq!(mode(&dir), 0o700, "an older, looser directory is tightened");
     }
 }

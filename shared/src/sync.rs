@@ -8,32 +8,53 @@
 //! because after a successful exec there is no init left to send it.
 //!
 //! ```text
-//! init → run   Event(..)            one per traced step
-//! init → run   ReadyToExec          everything is set up; may I exec?
-//! run  → init  Go                   yes (run has drawn the trace, placed the cgroup, …)
-//! init → run   Failed{message,code} a step failed; init exits with `code`
-//!                 <EOF>             execve succeeded (or init died)
+//! run  → init  Config{part,last}     stages 01–02: init's config, in parts
+//! init → run   Event(..)             one per traced step
+//! init → run   ReadyToExec           everything is set up; may I exec?
+//! run  → init  Go                    yes (run has drawn the trace, placed the cgroup, …)
+//! init → run   Failed{message,code}  a step failed; init exits with `code`
+//!                 <EOF>              execve succeeded (or init died)
 //! ```
+//!
+//! init's end always arrives as fd [`SYNC_FD`]. init's trace events go out
+//! through a [`ForwardSink`]: the trace module only knows it as a sink.
 
+use crate::config::InitConfig;
 use crate::error::{Error, Result};
-use crate::trace::{self, Event};
+use crate::trace::{self, Event, Sink};
+use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+/// The fd on which init finds its end of the sync socket.
+pub const SYNC_FD: RawFd = 4;
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Msg {
     Event(Event),
+    /// A part of init's config (a SEQPACKET message has a size limit; a
+    /// config with a long command is sent in several parts).
+    Config {
+        part: String,
+        last: bool,
+    },
     ReadyToExec,
     Go,
-    Failed { message: String, exit_code: u8 },
+    Failed {
+        message: String,
+        exit_code: u8,
+    },
 }
 
-/// Large enough for any message we send: trace lines are capped at 1000 bytes.
-const MAX_MSG: usize = 64 * 1024;
+/// Large enough for any message we send: trace lines are capped at 1000
+/// bytes, config parts at [`CONFIG_PART`] characters (escaped, at most 6×).
+const MAX_MSG: usize = 128 * 1024;
+/// Characters of config JSON per message.
+const CONFIG_PART: usize = 16 * 1024;
 
-/// One end of the sync socket.
+/// run's end of the sync socket.
 #[derive(Debug)]
 pub struct Channel {
     fd: OwnedFd,
@@ -41,7 +62,7 @@ pub struct Channel {
 
 impl Channel {
     /// Create both ends: `(run's end, init's end)`.
-    pub fn pair() -> Result<(Channel, Channel)> {
+    pub fn pair() -> Result<(Channel, OwnedFd)> {
         let (run_end, init_end) = trace::step_shows(
             "socketpair(AF_UNIX, SOCK_SEQPACKET|SOCK_CLOEXEC)",
             socket::socketpair(
@@ -58,7 +79,7 @@ impl Channel {
                 ))
             },
         )?;
-        Ok((Channel { fd: run_end }, Channel { fd: init_end }))
+        Ok((Channel { fd: run_end }, init_end))
     }
 
     pub fn send(&self, msg: &Msg) -> Result<()> {
@@ -69,27 +90,46 @@ impl Channel {
     pub fn recv(&self) -> Result<Option<Msg>> {
         recv_on(self.fd.as_raw_fd())
     }
-}
 
-fn recv_on(fd: RawFd) -> Result<Option<Msg>> {
-    {
-        let mut buf = vec![0u8; MAX_MSG];
-        let n = loop {
-            match socket::recv(fd, &mut buf, MsgFlags::empty()) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                other => break other,
+    /// Send init its config as one or more `Config` messages.
+    pub fn send_config(&self, config: &InitConfig) -> Result<()> {
+        let json = config.to_json()?;
+        let mut parts = Vec::new();
+        let mut rest = json.as_str();
+        while !rest.is_empty() || parts.is_empty() {
+            let mut cut = rest.len().min(CONFIG_PART);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            parts.push(&rest[..cut]);
+            rest = &rest[cut..];
+        }
+        let count = parts.len();
+        for (n, part) in parts.into_iter().enumerate() {
+            let last = n + 1 == count;
+            if let Err(err) = self.send(&Msg::Config {
+                part: part.to_string(),
+                last,
+            }) {
+                trace::failed(
+                    format!("send(fd {}, InitConfig)", self.fd.as_raw_fd()),
+                    match err {
+                        Error::Sys { errno, .. } => errno,
+                        _ => Errno::EPROTO,
+                    },
+                );
+                return Err(err);
             }
         }
-        .map_err(|errno| Error::Sys {
-            step: "recv(sync socket)".into(),
-            errno,
-        })?;
-        if n == 0 {
-            return Ok(None);
-        }
-        serde_json::from_slice(&buf[..n])
-            .map(Some)
-            .map_err(|e| Error::Protocol(format!("bad message from the other side: {e}")))
+        trace::note(
+            format!("send(fd {}, InitConfig)", self.fd.as_raw_fd()),
+            Some(format!(
+                "{} bytes in {}",
+                json.len(),
+                trace::count(count, "message")
+            )),
+        );
+        Ok(())
     }
 }
 
@@ -105,23 +145,71 @@ impl AsRawFd for Channel {
     }
 }
 
+fn recv_on(fd: RawFd) -> Result<Option<Msg>> {
+    let mut buf = vec![0u8; MAX_MSG];
+    let n = loop {
+        match socket::recv(fd, &mut buf, MsgFlags::empty()) {
+            // A signal for run: its handler has done what it must (see
+            // `process`); the conversation goes on until init answers or dies.
+            Err(Errno::EINTR) => continue,
+            other => break other,
+        }
+    }
+    .map_err(|errno| Error::Sys {
+        step: format!("recv(fd {fd})"),
+        errno,
+    })?;
+    if n == 0 {
+        return Ok(None);
+    }
+    serde_json::from_slice(&buf[..n])
+        .map(Some)
+        .map_err(|e| Error::Protocol(format!("bad message from the other side: {e}")))
+}
+
 fn send_on(fd: RawFd, msg: &Msg) -> Result<()> {
     let bytes =
         serde_json::to_vec(msg).map_err(|e| Error::Protocol(format!("encode message: {e}")))?;
     // MSG_NOSIGNAL: if the other side died, report EPIPE instead of being
     // killed by SIGPIPE.
-    socket::send(fd, &bytes, MsgFlags::MSG_NOSIGNAL)
-        .map(|_| ())
-        .map_err(|errno| Error::Sys {
-            step: "send(sync socket)".into(),
-            errno,
-        })
+    loop {
+        match socket::send(fd, &bytes, MsgFlags::MSG_NOSIGNAL) {
+            Err(Errno::EINTR) => continue,
+            Ok(_) => return Ok(()),
+            Err(errno) => {
+                return Err(Error::Sys {
+                    step: format!("send(fd {fd})"),
+                    errno,
+                })
+            }
+        }
+    }
 }
 
 // init's end of the socket. It lives as long as the process (its
 // close-on-exec flag closes it at the final execve): even when init fails
 // and unwinds, the failure report still has a socket to go out on.
 static RUN_LINK_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Forwards every trace event of init (and of the child before it became
+/// init) to run, which draws them.
+pub struct ForwardSink {
+    fd: RawFd,
+}
+
+impl ForwardSink {
+    pub fn new(fd: RawFd) -> ForwardSink {
+        ForwardSink { fd }
+    }
+}
+
+impl Sink for ForwardSink {
+    fn event(&mut self, event: Event) {
+        // If run is gone there is nobody to tell; the step's own result
+        // still decides what init does next.
+        let _ = send_on(self.fd, &Msg::Event(event));
+    }
+}
 
 /// init's side of the sync socket.
 #[derive(Debug)]
@@ -130,33 +218,72 @@ pub struct RunLink {
 }
 
 impl RunLink {
-    /// Adopt the socket run passed as `fd` and forward every trace event to run.
-    pub fn connect(fd: RawFd) -> Result<RunLink> {
+    /// Adopt the socket run passed as [`SYNC_FD`] and forward every trace
+    /// event to run.
+    pub fn connect() -> Result<RunLink> {
+        let fd = SYNC_FD;
         // Reject anything but a socket: `init` is hidden, but a user can still
-        // type `04-pivot-root init --sync-fd 0`.
-        let stat = nix::sys::stat::fstat(fd).map_err(|errno| Error::Sys {
-            step: format!("fstat({fd})"),
-            errno,
+        // type `04-pivot-root init`.
+        let stat = nix::sys::stat::fstat(fd).map_err(|_| {
+            Error::Usage("`init` is started by `run`, not by hand (it has no sync socket)".into())
         })?;
         if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
             return Err(Error::Usage(format!(
                 "fd {fd} is not a sync socket: `init` is started by `run`, not by hand"
             )));
         }
+        adopt(fd);
         // The fd arrived without close-on-exec (dup2 cleared it so it could
         // cross the first exec); set it again so the user's command never
         // inherits it and run sees EOF at the final exec.
-        nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(|errno| Error::Sys {
-            step: format!("fcntl({fd}, F_SETFD, FD_CLOEXEC)"),
-            errno,
-        })?;
-        RUN_LINK_FD.store(fd, Ordering::SeqCst);
-        trace::forward_to_run();
+        trace::step(
+            format!("fcntl({fd}, F_SETFD, FD_CLOEXEC)"),
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .map(drop),
+        )?;
         Ok(RunLink { fd })
+    }
+
+    /// Stages 01–02: read init's config from the socket (run sends it
+    /// right after clone).
+    pub fn receive_config(&self) -> Result<InitConfig> {
+        let step = format!("recv(fd {}) InitConfig", self.fd);
+        let mut json = String::new();
+        loop {
+            match self.recv()? {
+                Some(Msg::Config { part, last }) => {
+                    json.push_str(&part);
+                    if last {
+                        break;
+                    }
+                }
+                Some(other) => {
+                    return Err(Error::Protocol(format!(
+                        "expected the config, got {other:?}"
+                    )))
+                }
+                None => {
+                    trace::failed(&step, Errno::EPIPE);
+                    return Err(Error::Protocol(
+                        "run went away before sending the config".into(),
+                    ));
+                }
+            }
+        }
+        let config = InitConfig::from_json(&json)?;
+        trace::note(step, Some(config.summary(json.len())));
+        self.follow_trace_mode(&config);
+        Ok(config)
+    }
+
+    /// With `--trace off` run shows nothing, so init stops sending.
+    pub fn follow_trace_mode(&self, config: &InitConfig) {
+        if config.trace == trace::TraceMode::Off {
+            trace::set_sink("init", None);
+        }
     }
 
     fn recv(&self) -> Result<Option<Msg>> {
@@ -173,7 +300,7 @@ impl RunLink {
             }
             Some(other) => Err(Error::Protocol(format!("expected Go, got {other:?}"))),
             None => {
-                trace::failed(&step, nix::errno::Errno::EPIPE);
+                trace::failed(&step, Errno::EPIPE);
                 Err(Error::Protocol("run went away before saying go".into()))
             }
         }
@@ -193,24 +320,17 @@ impl RunLink {
     }
 }
 
-/// Send `msg` on init's end (used by the trace and by the failure report).
-pub fn send_to_run(msg: &Msg) -> Result<()> {
-    let fd = RUN_LINK_FD.load(Ordering::SeqCst);
-    if fd < 0 {
-        return Err(Error::Protocol("not connected to run".into()));
-    }
-    send_on(fd, msg)
+/// From now on this process's trace events go to run over `fd` (used by
+/// the child between clone and exec, and by init).
+pub fn adopt(fd: RawFd) {
+    RUN_LINK_FD.store(fd, Ordering::SeqCst);
+    trace::set_sink("init", Some(Box::new(ForwardSink::new(fd))));
 }
 
 /// Called by init (or the child before it becomes init) when it gives up:
 /// run prints `message` and exits with `exit_code`. Returns false if no run
 /// is listening (init was started by hand).
 pub fn report_failure(message: String, exit_code: u8) -> bool {
-    send_to_run(&Msg::Failed { message, exit_code }).is_ok()
-}
-
-/// Used between clone and exec, before `RunLink::connect` exists.
-pub fn adopt_for_child(fd: RawFd) {
-    RUN_LINK_FD.store(fd, Ordering::SeqCst);
-    trace::forward_to_run();
+    let fd = RUN_LINK_FD.load(Ordering::SeqCst);
+    fd >= 0 && send_on(fd, &Msg::Failed { message, exit_code }).is_ok()
 }

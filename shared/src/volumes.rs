@@ -20,7 +20,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 /// One `-v HOST:CONTAINER[:ro]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Volume {
     pub host: PathBuf,
     pub container: PathBuf,
@@ -112,23 +113,15 @@ impl Volume {
             ),
         )?;
         if self.read_only {
-            // A bind mount ignores MS_RDONLY on creation; read-only takes a
-            // second call, a remount of the new mount. The old fd points
-            // *under* the new mount, so open the path again to get the mount.
+            // A bind mount ignores MS_RDONLY on creation, and the classic
+            // second call (MS_BIND|MS_REMOUNT|MS_RDONLY) changes only the
+            // top mount: a mount *under* the host directory would stay
+            // writable, and any nosuid/nodev the remount did not repeat
+            // would be dropped. mount_setattr(AT_RECURSIVE) sets read-only
+            // on the whole tree and leaves every other flag as it was. The
+            // old fd points *under* the new mount, so open the path again.
             let mounted = open_in_root(&root, &self.container, false)?;
-            trace::step(
-                format!(
-                    "mount(NULL, {shown:?} via /proc/self/fd/{}, NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)",
-                    mounted.as_raw_fd()
-                ),
-                mount(
-                    None::<&str>,
-                    &fd_path(&mounted),
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                    None::<&str>,
-                ),
-            )?;
+            crate::mounts::set_read_only_recursive(&mounted, &shown)?;
         }
         Ok(())
     }

@@ -209,6 +209,7 @@ pub fn redact_trace(trace: &str) -> String {
     let rootfs = default_rootfs().display().to_string();
     let rules = [
         (r"(?m)^(\w+)  \(pid \d+\)", "$1  (pid [PID])"),
+        (r"session \d+", "session [PID]"),
         (r"/proc/\d+/", "/proc/[PID]/"),
         (r"pidfd_open\(\d+\)", "pidfd_open([PID])"),
         (r"→ pid \d+", "→ pid [PID]"),
@@ -217,9 +218,14 @@ pub fn redact_trace(trace: &str) -> String {
         (r#"cgroup.procs", "\d+""#, r#"cgroup.procs", "[PID]""#),
         (r"/[0-9a-f]{12}\b", "/[ID]"),
         (r"minibox-test-\d+", "[PARENT]"),
+        // The config's size depends on the rootfs path of the checkout.
+        (r"\b\d+ bytes\b", "[N] bytes"),
     ];
+    // Stages 01–03 keep the caller's working directory: the test's own.
+    let cwd = std::env::current_dir().map_or(String::new(), |d| d.display().to_string());
     let mut text = trace
         .replace(&rootfs, "[ROOTFS]")
+        .replace(&format!("getcwd() → {cwd}"), "getcwd() → [CWD]")
         .replace(&test_env().root.display().to_string(), "[ROOT]");
     for (pattern, replacement) in rules {
         text = Regex::new(pattern)

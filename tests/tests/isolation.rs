@@ -169,13 +169,15 @@ impl Started {
     /// the test waits for run to have handled the first.)
     fn wait_for_forward(&mut self, signal: &str) {
         let mut line = String::new();
+        let mut seen = String::new();
         loop {
             line.clear();
             assert_ne!(
                 self.trace.read_line(&mut line).unwrap(),
                 0,
-                "trace ended before {signal} was forwarded"
+                "trace ended before {signal} was forwarded:\n{seen}"
             );
+            seen.push_str(&line);
             if line.contains("\"step\":\"kill(") && line.contains(signal) {
                 return;
             }

@@ -294,7 +294,7 @@ fn a_crashed_monitor_is_reported_and_removable() {
         .unwrap(),
     )
     .unwrap();
-    let init = state["pid"].as_i64().unwrap();
+    let init = state["init"]["pid"].as_i64().unwrap();
     // The monitor is init's parent.
     let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap();
     let ppid: i32 = stat[stat.rfind(')').unwrap() + 2..]

@@ -56,7 +56,7 @@ fn layer_dir(events: &[serde_json::Value]) -> PathBuf {
         .iter()
         .filter_map(|e| e["step"].as_str())
         .find_map(|s| {
-            let path = s.strip_prefix("mkdir(\"")?.strip_suffix("\")")?;
+            let path = s.strip_prefix("mkdir(\"")?.strip_suffix("\", 0700)")?;
             let path = Path::new(path);
             (path.parent()? == test_env().root.join("containers")).then(|| path.to_path_buf())
         })

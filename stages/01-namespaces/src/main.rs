@@ -1,10 +1,10 @@
 //! # Stage 01 — namespaces
 //!
 //! `run` clones a child into new UTS, PID, mount, IPC and network
-//! namespaces. The child re-executes this binary as `init`, which sets the
-//! host name and then *becomes* the user's command with execve, so the
-//! command is PID 1: `echo $$` prints 1, and the host name is the
-//! container's own.
+//! namespaces. The child re-executes this binary as `init`, which reads
+//! its config (the host name and the command) from run, sets the host name
+//! and then *becomes* the user's command with execve, so the command is
+//! PID 1: `echo $$` prints 1, and the host name is the container's own.
 //!
 //! But `ps` still lists every process on the host: `ps` reads `/proc`, and
 //! this `/proc` is still the host's. Stage 02 fixes that.
@@ -12,22 +12,13 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
 use minibox::cli::{self, RunOptions};
-use minibox::command;
-use minibox::namespaces::{self, Exit, InitSpec};
+use minibox::config::InitConfig;
+use minibox::process::{self, Exit, Spawn};
 use minibox::sync::RunLink;
-use minibox::trace;
-use nix::sched::CloneFlags;
+use minibox::{command, id, namespaces, trace};
 use std::convert::Infallible;
 use std::ffi::OsString;
-use std::os::fd::RawFd;
 use std::process::ExitCode;
-
-/// The namespaces init is born in (the user namespace comes much later).
-const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUTS
-    .union(CloneFlags::CLONE_NEWPID)
-    .union(CloneFlags::CLONE_NEWNS)
-    .union(CloneFlags::CLONE_NEWIPC)
-    .union(CloneFlags::CLONE_NEWNET);
 
 #[derive(Parser)]
 #[command(
@@ -37,10 +28,10 @@ const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUTS
 )]
 enum Cli {
     /// Run COMMAND as PID 1 of new namespaces
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The container's first process (started by `run`, not by hand)
     #[command(hide = true)]
-    Init(InitArgs),
+    Init,
 }
 
 #[derive(Args)]
@@ -52,41 +43,30 @@ struct RunArgs {
     command: Vec<OsString>,
 }
 
-#[derive(Args)]
-struct InitArgs {
-    #[arg(long)]
-    sync_fd: RawFd,
-    #[arg(long)]
-    hostname: String,
-    /// The command travels in init's argv, after `--`
-    #[arg(last = true, required = true)]
-    command: Vec<OsString>,
-}
-
 fn main() -> ExitCode {
     match cli::parse::<Cli>() {
-        Cli::Run(args) => cli::finish_run(run(args)),
-        Cli::Init(args) => cli::finish_init(init(args)),
+        Cli::Run(args) => cli::finish_run(run(*args)),
+        Cli::Init => cli::finish_init(init()),
     }
 }
 
 /// The parent, on the host: start init in new namespaces, wait for it.
 fn run(args: RunArgs) -> Result<Exit> {
     trace::start(args.options.trace);
-    let id = namespaces::generate_id()?;
+    let id = id::generate()?;
     let hostname = args.options.hostname_or(&id)?;
     let stdin = args.options.stdin()?;
+    let mut config = InitConfig::new(args.options.trace, hostname, args.command);
+    config.env = command::container_env(&config.hostname, args.options.terminal());
 
-    let mut init_args: Vec<OsString> = vec!["--hostname".into(), hostname.into(), "--".into()];
-    init_args.extend(args.command);
-    let mut init = namespaces::spawn_init(InitSpec {
-        namespaces: NAMESPACES,
-        args: init_args,
+    let mut init = process::spawn_init(Spawn {
+        namespaces: namespaces::CONTAINER,
         pass_fds: vec![],
         stdin,
-        terminal: args.options.tty,
+        terminal: args.options.terminal(),
     })
     .context("cannot start the container")?;
+    init.send_config(&config)?;
 
     init.wait_for_exec()?;
     let exit = init.wait()?;
@@ -95,9 +75,9 @@ fn run(args: RunArgs) -> Result<Exit> {
 }
 
 /// The child, PID 1 of its namespaces: set up, then become the command.
-fn init(args: InitArgs) -> Result<Infallible> {
-    let run = RunLink::connect(args.sync_fd)?;
-    namespaces::set_hostname(&args.hostname)?;
-    let env = command::container_env(&args.hostname);
-    Ok(command::exec(&run, &args.command, &env)?)
+fn init() -> Result<Infallible> {
+    let run = RunLink::connect()?;
+    let config = run.receive_config()?;
+    namespaces::set_hostname(&config.hostname)?;
+    Ok(command::exec(&run, &config.command, &config.env)?)
 }

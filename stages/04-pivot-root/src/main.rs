@@ -11,25 +11,14 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
 use minibox::cli::{self, RunOptions};
-use minibox::command::{self, CommandPipe, COMMAND_FD};
-use minibox::mounts;
-use minibox::namespaces::{self, Exit, InitSpec};
-use minibox::rootfs;
+use minibox::config::{self, ConfigPipe, InitConfig, CONFIG_FD};
+use minibox::process::{self, Exit, Spawn};
 use minibox::sync::RunLink;
-use minibox::trace;
-use nix::sched::CloneFlags;
+use minibox::{command, id, mounts, namespaces, rootfs, trace};
 use std::convert::Infallible;
 use std::ffi::OsString;
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// The namespaces init is born in (the user namespace comes much later).
-const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUTS
-    .union(CloneFlags::CLONE_NEWPID)
-    .union(CloneFlags::CLONE_NEWNS)
-    .union(CloneFlags::CLONE_NEWIPC)
-    .union(CloneFlags::CLONE_NEWNET);
 
 #[derive(Parser)]
 #[command(
@@ -39,10 +28,10 @@ const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUTS
 )]
 enum Cli {
     /// Run COMMAND as PID 1 of new namespaces
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The container's first process (started by `run`, not by hand)
     #[command(hide = true)]
-    Init(InitArgs),
+    Init,
 }
 
 #[derive(Args)]
@@ -57,46 +46,32 @@ struct RunArgs {
     command: Vec<OsString>,
 }
 
-#[derive(Args)]
-struct InitArgs {
-    #[arg(long)]
-    sync_fd: RawFd,
-    #[arg(long)]
-    hostname: String,
-    #[arg(long)]
-    rootfs: PathBuf,
-}
-
 fn main() -> ExitCode {
     match cli::parse::<Cli>() {
-        Cli::Run(args) => cli::finish_run(run(args)),
-        Cli::Init(args) => cli::finish_init(init(args)),
+        Cli::Run(args) => cli::finish_run(run(*args)),
+        Cli::Init => cli::finish_init(init()),
     }
 }
 
 /// The parent, on the host: start init in new namespaces, wait for it.
 fn run(args: RunArgs) -> Result<Exit> {
     trace::start(args.options.trace);
-    let id = namespaces::generate_id()?;
+    let id = id::generate()?;
     let hostname = args.options.hostname_or(&id)?;
     let stdin = args.options.stdin()?;
-    let rootfs = rootfs::resolve(args.rootfs.as_deref())?;
+    let mut config = InitConfig::new(args.options.trace, hostname, args.command);
+    config.env = command::container_env(&config.hostname, args.options.terminal());
+    config.root = Some(rootfs::resolve(args.rootfs.as_deref())?);
 
-    let command_pipe = CommandPipe::new()?;
-    let mut init = namespaces::spawn_init(InitSpec {
-        namespaces: NAMESPACES,
-        args: vec![
-            "--hostname".into(),
-            hostname.into(),
-            "--rootfs".into(),
-            rootfs.into(),
-        ],
-        pass_fds: vec![(command_pipe.read_end(), COMMAND_FD)],
+    let config_pipe = ConfigPipe::new()?;
+    let mut init = process::spawn_init(Spawn {
+        namespaces: namespaces::CONTAINER,
+        pass_fds: vec![(config_pipe.read_end(), CONFIG_FD)],
         stdin,
-        terminal: args.options.tty,
+        terminal: args.options.terminal(),
     })
     .context("cannot start the container")?;
-    command_pipe.send(&args.command)?;
+    config_pipe.send(&config)?;
 
     init.wait_for_exec()?;
     let exit = init.wait()?;
@@ -105,15 +80,15 @@ fn run(args: RunArgs) -> Result<Exit> {
 }
 
 /// The child, PID 1 of its namespaces: set up, then become the command.
-fn init(args: InitArgs) -> Result<Infallible> {
-    let run = RunLink::connect(args.sync_fd)?;
-    let command = command::receive(COMMAND_FD)?;
-    namespaces::set_hostname(&args.hostname)?;
+fn init() -> Result<Infallible> {
+    let run = RunLink::connect()?;
+    let config = config::receive(CONFIG_FD)?;
+    run.follow_trace_mode(&config);
+    namespaces::set_hostname(&config.hostname)?;
     mounts::make_mount_tree_private()?;
-    rootfs::pivot_into(&args.rootfs)?;
+    rootfs::pivot_into(config.root()?)?;
     mounts::mount_proc()?;
     mounts::mount_dev()?;
     mounts::mount_sys_readonly()?;
-    let env = command::container_env(&args.hostname);
-    Ok(command::exec(&run, &command, &env)?)
+    Ok(command::exec(&run, &config.command, &config.env)?)
 }

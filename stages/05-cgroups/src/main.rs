@@ -7,32 +7,24 @@
 //! go on: init waits on the sync socket first, so not one instruction of the
 //! user's command runs unlimited. When the container ends, run reads the
 //! OOM-kill counter, then empties and removes the cgroup.
+//!
+//! A cgroup is state on the host, so from now on run also catches Ctrl-C
+//! and SIGTERM until the container starts: it removes what it made and
+//! exits 130/143, and `cleanup` removes what a SIGKILLed run left.
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
 use minibox::cgroups::{self, Cgroup, Hierarchy};
 use minibox::cli::{self, ResourceOptions, RunOptions};
-use minibox::command::{self, CommandPipe, COMMAND_FD};
-use minibox::mounts;
-use minibox::namespaces::{self, Exit, InitSpec};
-use minibox::paths::ContainerLock;
-use minibox::rootfs;
+use minibox::config::{self, ConfigPipe, InitConfig, CONFIG_FD};
+use minibox::lock::ContainerLock;
+use minibox::process::{self, Exit, Spawn};
 use minibox::sync::RunLink;
-use minibox::trace;
-use minibox::Error;
-use nix::sched::CloneFlags;
+use minibox::{command, id, mounts, namespaces, rootfs, trace};
 use std::convert::Infallible;
 use std::ffi::OsString;
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// The namespaces init is born in (the user namespace comes much later).
-const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUTS
-    .union(CloneFlags::CLONE_NEWPID)
-    .union(CloneFlags::CLONE_NEWNS)
-    .union(CloneFlags::CLONE_NEWIPC)
-    .union(CloneFlags::CLONE_NEWNET);
 
 #[derive(Parser)]
 #[command(
@@ -42,7 +34,7 @@ const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWUTS
 )]
 enum Cli {
     /// Run COMMAND as PID 1 of new namespaces, in a cgroup of its own
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Remove cgroups left behind by runs that were killed
     Cleanup {
         #[arg(long, value_name = "PATH", default_value = cgroups::DEFAULT_PARENT, value_parser = cgroups::parse_parent, env = "MINIBOX_CGROUP_PARENT")]
@@ -50,7 +42,7 @@ enum Cli {
     },
     /// The container's first process (started by `run`, not by hand)
     #[command(hide = true)]
-    Init(InitArgs),
+    Init,
 }
 
 #[derive(Args)]
@@ -67,20 +59,10 @@ struct RunArgs {
     command: Vec<OsString>,
 }
 
-#[derive(Args)]
-struct InitArgs {
-    #[arg(long)]
-    sync_fd: RawFd,
-    #[arg(long)]
-    hostname: String,
-    #[arg(long)]
-    rootfs: PathBuf,
-}
-
 fn main() -> ExitCode {
     match cli::parse::<Cli>() {
-        Cli::Run(args) => cli::finish_run(run(args)),
-        Cli::Init(args) => cli::finish_init(init(args)),
+        Cli::Run(args) => cli::finish_run(run(*args)),
+        Cli::Init => cli::finish_init(init()),
         Cli::Cleanup { cgroup_parent } => cli::finish_run(cleanup(&cgroup_parent)),
     }
 }
@@ -88,33 +70,32 @@ fn main() -> ExitCode {
 /// The parent, on the host: start init in new namespaces, wait for it.
 fn run(args: RunArgs) -> Result<Exit> {
     trace::start(args.options.trace);
+    process::catch_signals();
     let limits = args.resources.limits()?;
-    let id = namespaces::generate_id()?;
+    let id = id::generate()?;
     let hostname = args.options.hostname_or(&id)?;
     let stdin = args.options.stdin()?;
-    let rootfs = rootfs::resolve(args.rootfs.as_deref())?;
+    let mut config = InitConfig::new(args.options.trace, hostname, args.command);
+    config.env = command::container_env(&config.hostname, args.options.terminal());
+    config.root = Some(rootfs::resolve(args.rootfs.as_deref())?);
+
+    // Whatever on the host carries this id is ours while we hold its lock.
+    let _lock = ContainerLock::acquire(&id)?;
 
     // The cgroup exists, limits and all, before init exists.
     let hierarchy = Hierarchy::detect()?;
-    let _lock = ContainerLock::acquire(&id)?;
     cgroups::remove_stale(&hierarchy, &args.resources.cgroup_parent)?;
     let mut cgroup = Cgroup::create(hierarchy, &args.resources.cgroup_parent, &id, &limits)?;
 
-    let command_pipe = CommandPipe::new()?;
-    let mut init = namespaces::spawn_init(InitSpec {
-        namespaces: NAMESPACES,
-        args: vec![
-            "--hostname".into(),
-            hostname.into(),
-            "--rootfs".into(),
-            rootfs.into(),
-        ],
-        pass_fds: vec![(command_pipe.read_end(), COMMAND_FD)],
+    let config_pipe = ConfigPipe::new()?;
+    let mut init = process::spawn_init(Spawn {
+        namespaces: namespaces::CONTAINER,
+        pass_fds: vec![(config_pipe.read_end(), CONFIG_FD)],
         stdin,
-        terminal: args.options.tty,
+        terminal: args.options.terminal(),
     })
     .context("cannot start the container")?;
-    command_pipe.send(&args.command)?;
+    config_pipe.send(&config)?;
     cgroup.add_process(init.pid)?;
     init.release()?;
 
@@ -123,37 +104,31 @@ fn run(args: RunArgs) -> Result<Exit> {
     let oom_kills = cgroup.oom_kills();
     cgroup.remove()?;
     trace::flush();
-    if oom_kills > 0 {
-        let limit = limits.memory.map_or("none".into(), cgroups::human_bytes);
-        return Err(Error::OutOfMemory {
-            limit,
-            kills: oom_kills,
-        }
-        .into());
+    match args.resources.oom_error(oom_kills) {
+        Some(oom) => Err(oom.into()),
+        None => Ok(exit),
     }
-    Ok(exit)
 }
 
 /// Remove what runs killed with SIGKILL left behind.
 fn cleanup(cgroup_parent: &str) -> Result<Exit> {
-    let hierarchy = Hierarchy::detect()?;
-    let removed = cgroups::remove_stale(&hierarchy, cgroup_parent)?;
+    let removed = cgroups::remove_stale(&Hierarchy::detect()?, cgroup_parent)?;
     ContainerLock::remove_free_locks();
     println!("removed {removed} stale cgroup(s) under {cgroup_parent}");
     Ok(Exit::Code(0))
 }
 
 /// The child, PID 1 of its namespaces: set up, then become the command.
-fn init(args: InitArgs) -> Result<Infallible> {
-    let run = RunLink::connect(args.sync_fd)?;
+fn init() -> Result<Infallible> {
+    let run = RunLink::connect()?;
+    let config = config::receive(CONFIG_FD)?;
+    run.follow_trace_mode(&config);
     run.wait_for_go("placed in its cgroup")?;
-    let command = command::receive(COMMAND_FD)?;
-    namespaces::set_hostname(&args.hostname)?;
+    namespaces::set_hostname(&config.hostname)?;
     mounts::make_mount_tree_private()?;
-    rootfs::pivot_into(&args.rootfs)?;
+    rootfs::pivot_into(config.root()?)?;
     mounts::mount_proc()?;
     mounts::mount_dev()?;
     mounts::mount_sys_readonly()?;
-    let env = command::container_env(&args.hostname);
-    Ok(command::exec(&run, &command, &env)?)
+    Ok(command::exec(&run, &config.command, &config.env)?)
 }

@@ -4,22 +4,28 @@
 //! in that directory, and a process joins it by having its pid written into
 //! `cgroup.procs`. The two versions differ in layout:
 //!
-//! * **v2** (every current systemd distribution): one tree at
+//! * **v2** ([`v2`], every current systemd distribution): one tree at
 //!   `/sys/fs/cgroup`. A controller (memory, cpu, …) only works in a cgroup
 //!   if its parent lists it in `cgroup.subtree_control`, and ("no internal
 //!   processes") a cgroup that holds processes cannot hand controllers
 //!   down. So controllers are enabled on every *ancestor*, never on the
 //!   leaf that holds the container.
-//! * **v1**: one tree per controller (`/sys/fs/cgroup/memory`,
+//! * **v1** ([`v1`]): one tree per controller (`/sys/fs/cgroup/memory`,
 //!   `/sys/fs/cgroup/cpu`, …), each with its own directory for the
 //!   container and its own `cgroup.procs` to join. In *hybrid* mode a v2 tree
 //!   is mounted at `/sys/fs/cgroup/unified` too, but without controllers.
 //!
 //! The mode is read from the file system (`statfs` magic and the mount
-//! table), never asked of the user.
+//! table), never asked of the user. What the flags mean is in [`limits`].
+
+pub mod limits;
+pub mod v1;
+pub mod v2;
+
+pub use limits::{Limit, Limits};
 
 use crate::error::{Error, Result};
-use crate::trace;
+use crate::{id, lock::ContainerLock, process, trace};
 use nix::errno::Errno;
 use std::fmt;
 use std::fs;
@@ -30,12 +36,49 @@ pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// The parent cgroup containers go under unless `--cgroup-parent` says
 /// otherwise (runc and docker use a parent of their own in the same way).
 pub const DEFAULT_PARENT: &str = "minibox";
-/// The controllers a container is placed in.
-pub const CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
-/// Docker's floor: below this a container cannot even start its runtime.
-pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
-/// The CFS period `--cpus` is expressed in (docker's default, 100 ms).
-pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// The kernel's resource controllers a container is placed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Controller {
+    Cpu,
+    Cpuset,
+    Memory,
+    Pids,
+    /// v1 only: v2 has `cgroup.freeze` in every cgroup. `commit` freezes
+    /// the container while it reads its files.
+    Freezer,
+}
+
+impl Controller {
+    /// The controllers with limits, in the order they are set up.
+    pub const LIMITED: [Controller; 4] = [
+        Controller::Cpu,
+        Controller::Cpuset,
+        Controller::Memory,
+        Controller::Pids,
+    ];
+
+    /// The v1 hierarchies a container joins.
+    pub const V1: [Controller; 5] = [
+        Controller::Cpu,
+        Controller::Cpuset,
+        Controller::Memory,
+        Controller::Pids,
+        Controller::Freezer,
+    ];
+
+    /// The kernel's name (`memory`), as in mount options and
+    /// `cgroup.subtree_control`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Controller::Cpu => "cpu",
+            Controller::Cpuset => "cpuset",
+            Controller::Memory => "memory",
+            Controller::Pids => "pids",
+            Controller::Freezer => "freezer",
+        }
+    }
+}
 
 /// Which cgroup world this machine lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +109,7 @@ pub enum Hierarchy {
     /// v1: each controller's tree (a tree may carry several, e.g. `cpu,cpuacct`).
     Legacy {
         mode: Mode,
-        trees: Vec<(&'static str, PathBuf)>,
+        trees: Vec<(Controller, PathBuf)>,
     },
 }
 
@@ -92,7 +135,7 @@ impl Hierarchy {
         if let Hierarchy::Legacy { mode, trees } = &hierarchy {
             let names: Vec<String> = trees
                 .iter()
-                .map(|(c, p)| format!("{c} at {}", p.display()))
+                .map(|(c, p)| format!("{} at {}", c.name(), p.display()))
                 .collect();
             trace::note(
                 format!("statfs({CGROUP_ROOT:?}) and /proc/self/mountinfo"),
@@ -118,8 +161,8 @@ impl Hierarchy {
             match fstype {
                 "cgroup2" => has_v2 = true,
                 "cgroup" => {
-                    for controller in CONTROLLERS {
-                        if options.split(',').any(|o| o == controller)
+                    for controller in Controller::V1 {
+                        if options.split(',').any(|o| o == controller.name())
                             && !trees.iter().any(|(c, _)| *c == controller)
                         {
                             trees.push((controller, PathBuf::from(mount_point)));
@@ -129,7 +172,7 @@ impl Hierarchy {
                 _ => {}
             }
         }
-        if trees.is_empty() {
+        if !trees.iter().any(|(c, _)| Controller::LIMITED.contains(c)) {
             return Err(Error::Usage(format!(
                 "no cgroup controllers found under {CGROUP_ROOT}: is cgroupfs mounted?"
             )));
@@ -144,203 +187,6 @@ impl Hierarchy {
             Hierarchy::Legacy { mode, .. } => *mode,
         }
     }
-}
-
-/// Resource limits, already validated (see the `parse_*` functions).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Limits {
-    /// Bytes of memory.
-    pub memory: Option<u64>,
-    /// Memory + swap, in bytes; `Some(None)` is unlimited swap (`-1`).
-    pub memory_swap: Option<Option<u64>>,
-    /// CFS quota per [`CPU_PERIOD_US`], from `--cpus`.
-    pub cpu_quota_us: Option<u64>,
-    pub cpu_shares: Option<u64>,
-    pub cpuset_cpus: Option<String>,
-    pub cpuset_mems: Option<String>,
-    /// `None` inside: unlimited (`-1`).
-    pub pids_max: Option<Option<u64>>,
-}
-
-impl Limits {
-    /// Checks between flags (each flag is checked alone by its parser).
-    pub fn check(&self) -> Result<()> {
-        match (self.memory, self.memory_swap) {
-            (None, Some(_)) => Err(Error::Usage(
-                "--memory-swap needs --memory (it is memory plus swap)".into(),
-            )),
-            (Some(memory), Some(Some(swap))) if swap < memory => Err(Error::Usage(format!(
-                "--memory-swap {} is below --memory {}: it counts memory plus swap",
-                human_bytes(swap),
-                human_bytes(memory)
-            ))),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// `100m` → 104857600. Suffixes b, k, m, g (any case), as docker.
-pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1 << 10,
-        "m" | "mb" => 1 << 20,
-        "g" | "gb" => 1 << 30,
-        _ => return Err(format!("unknown unit {unit:?}: use b, k, m or g")),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| "expected a number with an optional b, k, m or g suffix".to_string())?;
-    let bytes = value * multiplier as f64;
-    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
-        return Err("out of range".into());
-    }
-    Ok(bytes as u64)
-}
-
-/// `-m`: at least [`MIN_MEMORY`].
-pub fn parse_memory(text: &str) -> std::result::Result<u64, String> {
-    let bytes = parse_bytes(text)?;
-    if bytes < MIN_MEMORY {
-        return Err(format!(
-            "{} is below the minimum of {}",
-            human_bytes(bytes),
-            human_bytes(MIN_MEMORY)
-        ));
-    }
-    Ok(bytes)
-}
-
-/// A limit that may also be "none" (`-1` on the command line, `max` in v2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MaybeUnlimited {
-    Limit(u64),
-    Unlimited,
-}
-
-impl MaybeUnlimited {
-    pub fn as_option(self) -> Option<u64> {
-        match self {
-            MaybeUnlimited::Limit(n) => Some(n),
-            MaybeUnlimited::Unlimited => None,
-        }
-    }
-}
-
-/// `--memory-swap`: bytes, or `-1` for unlimited swap.
-pub fn parse_memory_swap(text: &str) -> std::result::Result<MaybeUnlimited, String> {
-    if text.trim() == "-1" {
-        return Ok(MaybeUnlimited::Unlimited);
-    }
-    parse_bytes(text).map(MaybeUnlimited::Limit)
-}
-
-/// `--cpus 0.5` → a quota of 50000 µs per 100000 µs period.
-pub fn parse_cpus(text: &str) -> std::result::Result<u64, String> {
-    let cpus: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| "expected a number of CPUs, like 0.5".to_string())?;
-    let online = online_cpu_count();
-    if !(cpus >= 0.01 && cpus <= online as f64) {
-        return Err(format!(
-            "must be between 0.01 and {online} (the CPUs this machine has)"
-        ));
-    }
-    Ok((cpus * CPU_PERIOD_US as f64).round() as u64)
-}
-
-/// `--cpu-shares`: 2 to 262144, the range the kernel accepts for `cpu.shares`.
-pub fn parse_cpu_shares(text: &str) -> std::result::Result<u64, String> {
-    let shares: u64 = text
-        .trim()
-        .parse()
-        .map_err(|_| "expected a whole number".to_string())?;
-    if !(2..=262_144).contains(&shares) {
-        return Err("must be between 2 and 262144".into());
-    }
-    Ok(shares)
-}
-
-/// `--pids-limit`: a positive number, or `-1` for no limit.
-pub fn parse_pids_limit(text: &str) -> std::result::Result<MaybeUnlimited, String> {
-    match text.trim() {
-        "-1" => Ok(MaybeUnlimited::Unlimited),
-        n => match n.parse::<u64>() {
-            Ok(0) | Err(_) => Err("expected a positive whole number, or -1 for no limit".into()),
-            Ok(limit) => Ok(MaybeUnlimited::Limit(limit)),
-        },
-    }
-}
-
-/// `--cpuset-cpus 0-1,3`: a valid list whose CPUs this machine has.
-pub fn parse_cpuset_cpus(text: &str) -> std::result::Result<String, String> {
-    let cpus = parse_id_list(text)?;
-    let online = fs::read_to_string("/sys/devices/system/cpu/online")
-        .ok()
-        .and_then(|s| parse_id_list(s.trim()).ok())
-        .unwrap_or_default();
-    if let Some(missing) = cpus.iter().find(|cpu| !online.contains(cpu)) {
-        return Err(format!(
-            "CPU {missing} is not online here (online: {})",
-            fs::read_to_string("/sys/devices/system/cpu/online")
-                .unwrap_or_default()
-                .trim()
-        ));
-    }
-    Ok(text.trim().to_string())
-}
-
-/// `--cpuset-mems 0`: a valid list of memory nodes.
-pub fn parse_cpuset_mems(text: &str) -> std::result::Result<String, String> {
-    parse_id_list(text)?;
-    Ok(text.trim().to_string())
-}
-
-/// `0-2,5` → [0, 1, 2, 5]; `9-3` is an error.
-pub fn parse_id_list(text: &str) -> std::result::Result<Vec<u32>, String> {
-    let mut ids = Vec::new();
-    for part in text.trim().split(',') {
-        let bad = || format!("{text:?} is not a list like 0-2,5");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (u32, u32) =
-                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-                if a > b {
-                    return Err(format!("range {part} runs backwards"));
-                }
-                ids.extend(a..=b);
-            }
-            None => ids.push(part.parse().map_err(|_| bad())?),
-        }
-    }
-    Ok(ids)
-}
-
-fn online_cpu_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// `64 MiB`, for messages.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-    for (unit, size) in UNITS {
-        if bytes >= size && bytes.is_multiple_of(size) {
-            return format!("{} {unit}", bytes / size);
-        }
-    }
-    format!("{bytes} bytes")
-}
-
-/// runc's mapping from v1 `cpu.shares` (2..262144) to v2 `cpu.weight`
-/// (1..10000): linear, so the default 1024 shares land near weight 39.
-pub fn shares_to_weight(shares: u64) -> u64 {
-    1 + ((shares.saturating_sub(2)) * 9999) / 262_142
 }
 
 /// `--cgroup-parent`: a relative path of plain names (no `..`, no `/` at
@@ -367,6 +213,7 @@ pub struct Cgroup {
     relative: PathBuf,
     /// Parent directories this run created, deepest last (removed if empty).
     created_parents: Vec<PathBuf>,
+    /// Removed already, or not ours to remove (an `exec` joining it).
     removed: bool,
 }
 
@@ -374,6 +221,7 @@ impl Cgroup {
     /// Create the container's cgroup under `parent` and write `limits`.
     /// On failure, whatever was created is removed again.
     pub fn create(hierarchy: Hierarchy, parent: &str, id: &str, limits: &Limits) -> Result<Cgroup> {
+        process::checkpoint()?;
         let mut cgroup = Cgroup {
             hierarchy,
             relative: Path::new(parent).join(id),
@@ -402,18 +250,47 @@ impl Cgroup {
                 Ok(()) => break,
             }
         }
-        if let Err(err) = cgroup.write_limits(limits) {
+        let written = match &cgroup.hierarchy {
+            Hierarchy::Unified { root } => v2::write_limits(&root.join(&cgroup.relative), limits),
+            Hierarchy::Legacy { .. } => v1::write_limits(&cgroup.v1_dirs(), limits),
+        };
+        if let Err(err) = written {
             let _ = cgroup.remove();
             return Err(err);
         }
         Ok(cgroup)
     }
 
+    /// The cgroup of a running container, to join (`exec`) or freeze
+    /// (`commit`); dropping it removes nothing.
+    pub fn existing(hierarchy: Hierarchy, parent: &str, id: &str) -> Cgroup {
+        Cgroup {
+            hierarchy,
+            relative: Path::new(parent).join(id),
+            created_parents: Vec::new(),
+            removed: true,
+        }
+    }
+
+    /// Take responsibility for removing an [`existing`](Self::existing)
+    /// cgroup (`rm` of a container whose monitor died).
+    pub fn mark_ours(&mut self) {
+        self.removed = false;
+    }
+
     /// Every directory of this cgroup: one per tree.
-    pub fn dirs(&self) -> Vec<(&'static str, PathBuf)> {
+    pub fn dirs(&self) -> Vec<PathBuf> {
         match &self.hierarchy {
-            Hierarchy::Unified { root } => vec![("unified", root.join(&self.relative))],
-            Hierarchy::Legacy { trees, .. } => distinct_trees(trees)
+            Hierarchy::Unified { root } => vec![root.join(&self.relative)],
+            Hierarchy::Legacy { .. } => self.v1_dirs().into_iter().map(|(_, dir)| dir).collect(),
+        }
+    }
+
+    /// v1: each tree's directory, with the first controller of its tree.
+    fn v1_dirs(&self) -> Vec<(Controller, PathBuf)> {
+        match &self.hierarchy {
+            Hierarchy::Unified { .. } => Vec::new(),
+            Hierarchy::Legacy { trees, .. } => v1::distinct_trees(trees)
                 .into_iter()
                 .map(|(controller, tree)| (controller, tree.join(&self.relative)))
                 .collect(),
@@ -423,31 +300,27 @@ impl Cgroup {
     fn make_directories(&mut self, parent: &str) -> Result<()> {
         match self.hierarchy.clone() {
             Hierarchy::Unified { root } => {
-                let available = read_trimmed(&root.join("cgroup.controllers")).unwrap_or_default();
-                let wanted: Vec<&str> = CONTROLLERS
-                    .into_iter()
-                    .filter(|c| available.split(' ').any(|a| a == *c))
-                    .collect();
+                let wanted = v2::available_controllers(&root);
                 // Enable the controllers on the root and on every parent, but
                 // not on the leaf: it will hold processes.
                 let mut dir = root.clone();
-                self.enable_controllers(&dir, &wanted)?;
+                v2::enable_controllers(&dir, &wanted)?;
                 for component in Path::new(parent).components() {
                     dir.push(component);
                     self.mkdir_parent(&dir)?;
-                    self.enable_controllers(&dir, &wanted)?;
+                    v2::enable_controllers(&dir, &wanted)?;
                 }
                 mkdir_leaf(&root.join(&self.relative))
             }
             Hierarchy::Legacy { trees, .. } => {
-                for (controller, tree) in distinct_trees(&trees) {
+                for (controller, tree) in v1::distinct_trees(&trees) {
                     let mut dir = tree.clone();
                     for component in Path::new(parent).components() {
                         let above = dir.clone();
                         dir.push(component);
                         self.mkdir_parent(&dir)?;
-                        if controller == "cpuset" {
-                            fill_cpuset(&above, &dir)?;
+                        if controller == Controller::Cpuset {
+                            v1::fill_cpuset(&above, &dir)?;
                         }
                     }
                     mkdir_leaf(&tree.join(&self.relative))?;
@@ -475,115 +348,10 @@ impl Cgroup {
         }
     }
 
-    fn enable_controllers(&self, dir: &Path, wanted: &[&str]) -> Result<()> {
-        let file = dir.join("cgroup.subtree_control");
-        let enabled = read_trimmed(&file).unwrap_or_default();
-        let missing: Vec<String> = wanted
-            .iter()
-            .filter(|c| !enabled.split(' ').any(|e| e == **c))
-            .map(|c| format!("+{c}"))
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        write(&file, &missing.join(" "))
-    }
-
-    fn write_limits(&self, limits: &Limits) -> Result<()> {
-        match &self.hierarchy {
-            Hierarchy::Unified { root } => {
-                let dir = root.join(&self.relative);
-                if let Some(memory) = limits.memory {
-                    write(&dir.join("memory.max"), &memory.to_string())?;
-                    // No swap unless --memory-swap allows it: the limit means what it says.
-                    let swap = match limits.memory_swap {
-                        None => "0".to_string(),
-                        Some(None) => "max".to_string(),
-                        Some(Some(total)) => (total - memory).to_string(),
-                    };
-                    write_if_present(&dir.join("memory.swap.max"), &swap)?;
-                    // One OOM kill ends the whole container, not a random process in it.
-                    write(&dir.join("memory.oom.group"), "1")?;
-                }
-                if let Some(quota) = limits.cpu_quota_us {
-                    write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
-                }
-                if let Some(shares) = limits.cpu_shares {
-                    write(
-                        &dir.join("cpu.weight"),
-                        &shares_to_weight(shares).to_string(),
-                    )?;
-                }
-                if let Some(cpus) = &limits.cpuset_cpus {
-                    write(&dir.join("cpuset.cpus"), cpus)?;
-                }
-                if let Some(mems) = &limits.cpuset_mems {
-                    write(&dir.join("cpuset.mems"), mems)?;
-                }
-                if let Some(pids) = limits.pids_max {
-                    write(
-                        &dir.join("pids.max"),
-                        &pids.map_or("max".into(), |n| n.to_string()),
-                    )?;
-                }
-            }
-            Hierarchy::Legacy { .. } => {
-                for (controller, dir) in self.dirs() {
-                    match controller {
-                        "memory" => {
-                            if let Some(memory) = limits.memory {
-                                write(&dir.join("memory.limit_in_bytes"), &memory.to_string())?;
-                                let total = match limits.memory_swap {
-                                    None => Some(memory),
-                                    Some(total) => total,
-                                };
-                                let total = total.map_or("-1".to_string(), |t| t.to_string());
-                                write_if_present(&dir.join("memory.memsw.limit_in_bytes"), &total)?;
-                            }
-                        }
-                        "cpu" => {
-                            if let Some(quota) = limits.cpu_quota_us {
-                                write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
-                                write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
-                            }
-                            if let Some(shares) = limits.cpu_shares {
-                                write(&dir.join("cpu.shares"), &shares.to_string())?;
-                            }
-                        }
-                        "cpuset" => {
-                            // A new v1 cpuset is empty, and a process cannot
-                            // join an empty cpuset (ENOSPC): fill it in.
-                            let above = dir.parent().unwrap_or(&dir).to_path_buf();
-                            let cpus = match &limits.cpuset_cpus {
-                                Some(cpus) => cpus.clone(),
-                                None => read_trimmed(&above.join("cpuset.cpus"))?,
-                            };
-                            let mems = match &limits.cpuset_mems {
-                                Some(mems) => mems.clone(),
-                                None => read_trimmed(&above.join("cpuset.mems"))?,
-                            };
-                            write(&dir.join("cpuset.cpus"), &cpus)?;
-                            write(&dir.join("cpuset.mems"), &mems)?;
-                        }
-                        "pids" => {
-                            if let Some(pids) = limits.pids_max {
-                                write(
-                                    &dir.join("pids.max"),
-                                    &pids.map_or("max".into(), |n| n.to_string()),
-                                )?;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Move `pid` into the cgroup (every tree of it, in v1).
     pub fn add_process(&self, pid: nix::unistd::Pid) -> Result<()> {
-        for (_, dir) in self.dirs() {
+        process::checkpoint()?;
+        for dir in self.dirs() {
             write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
@@ -591,16 +359,20 @@ impl Cgroup {
 
     /// How many processes the kernel's OOM killer ended in this cgroup.
     pub fn oom_kills(&self) -> u64 {
-        let (file, dir) = match &self.hierarchy {
-            Hierarchy::Unified { root } => ("memory.events", root.join(&self.relative)),
-            Hierarchy::Legacy { .. } => match self.dirs().into_iter().find(|(c, _)| *c == "memory")
-            {
-                Some((_, dir)) => ("memory.oom_control", dir),
-                None => return 0,
-            },
+        let file = match &self.hierarchy {
+            Hierarchy::Unified { root } => root.join(&self.relative).join("memory.events"),
+            Hierarchy::Legacy { .. } => {
+                let memory = self
+                    .v1_dirs()
+                    .into_iter()
+                    .find(|(c, _)| *c == Controller::Memory);
+                match memory {
+                    Some((_, dir)) => dir.join("memory.oom_control"),
+                    None => return 0,
+                }
+            }
         };
-        let path = dir.join(file);
-        let count = fs::read_to_string(&path)
+        let count = fs::read_to_string(&file)
             .ok()
             .and_then(|text| {
                 text.lines().find_map(|l| {
@@ -610,10 +382,25 @@ impl Cgroup {
             })
             .unwrap_or(0);
         trace::note(
-            format!("read {}", path.display()),
+            format!("read {}", file.display()),
             Some(format!("oom_kill {count}")),
         );
         count
+    }
+
+    /// Freeze every process of the cgroup until the guard is dropped (the
+    /// freezer on v1, `cgroup.freeze` on v2): a frozen container cannot
+    /// change its files while `commit` reads them.
+    pub fn freeze(&self) -> Result<Frozen<'_>> {
+        self.set_frozen(true)?;
+        Ok(Frozen { cgroup: self })
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<()> {
+        match &self.hierarchy {
+            Hierarchy::Unified { root } => v2::set_frozen(&root.join(&self.relative), frozen),
+            Hierarchy::Legacy { .. } => v1::set_frozen(&self.v1_dirs(), frozen),
+        }
     }
 
     /// Empty the cgroup (SIGKILL whatever is left), remove its directories,
@@ -624,7 +411,7 @@ impl Cgroup {
         }
         self.removed = true;
         let mut first_error = None;
-        for (_, dir) in self.dirs() {
+        for dir in self.dirs() {
             if !dir.exists() {
                 continue;
             }
@@ -635,7 +422,7 @@ impl Cgroup {
         // Parents go too once empty, deepest first, if this run made them or
         // they carry minibox's name (a parent shared by concurrent runs is
         // removed by whichever finishes last). Never anyone else's directory.
-        for (_, dir) in self.dirs() {
+        for dir in self.dirs() {
             let mut parent = dir.parent().map(Path::to_path_buf);
             while let Some(current) = parent {
                 let ours = self.created_parents.contains(&current)
@@ -659,6 +446,17 @@ impl Drop for Cgroup {
     /// reports its errors.
     fn drop(&mut self) {
         let _ = self.remove();
+    }
+}
+
+/// A frozen cgroup; thawed when dropped.
+pub struct Frozen<'a> {
+    cgroup: &'a Cgroup,
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        let _ = self.cgroup.set_frozen(false);
     }
 }
 
@@ -699,20 +497,6 @@ fn kill_all_and_rmdir(dir: &Path) -> Result<()> {
     trace::step(step, result)
 }
 
-/// Each v1 tree once: cpu and cpuacct may share one tree, and so one
-/// directory per container.
-fn distinct_trees(trees: &[(&'static str, PathBuf)]) -> Vec<(&'static str, PathBuf)> {
-    let mut seen: Vec<&Path> = Vec::new();
-    let mut distinct = Vec::new();
-    for (controller, tree) in trees {
-        if !seen.contains(&tree.as_path()) {
-            seen.push(tree);
-            distinct.push((*controller, tree.clone()));
-        }
-    }
-    distinct
-}
-
 /// The leaf is named by our container id, which nobody else uses: if it
 /// exists, an earlier attempt of ours made it (see `Cgroup::create`).
 fn mkdir_leaf(dir: &Path) -> Result<()> {
@@ -739,8 +523,7 @@ fn write(file: &Path, value: &str) -> Result<()> {
         .truncate(true)
         .open(file)
         .and_then(|mut f| f.write_all(value.as_bytes()));
-    let result = result.map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
-    trace::step(step, result)
+    trace::step(step, result.map_err(|e| crate::error::errno_of(&e)))
 }
 
 /// Write only where the kernel offers the file (swap accounting can be off).
@@ -760,42 +543,39 @@ fn write_if_present(file: &Path, value: &str) -> Result<()> {
     }
 }
 
-/// A new v1 cpuset starts empty; copy the parent's CPUs and memory nodes
-/// into it. Checked on every run, not only by the run that made the
-/// directory: a concurrent run may have made it a moment ago.
-fn fill_cpuset(from: &Path, to: &Path) -> Result<()> {
-    for file in ["cpuset.cpus", "cpuset.mems"] {
-        if read_trimmed(&to.join(file))?.is_empty() {
-            let value = read_trimmed(&from.join(file))?;
-            write(&to.join(file), &value)?;
-        }
-    }
-    Ok(())
-}
-
 fn read_trimmed(file: &Path) -> Result<String> {
     // As a syscall error with its errno: a parent that a concurrent run has
     // just removed (ENOENT, or ENODEV while it is going) makes `create`
     // start over.
     fs::read_to_string(file)
         .map(|s| s.trim().to_string())
-        .map_err(|e| Error::Sys {
-            step: format!("read({:?})", file.display().to_string()),
-            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        })
+        .map_err(|e| Error::sys_from_io(format!("read({:?})", file.display().to_string()), &e))
+}
+
+/// Wait (briefly, with growing pauses) until `done` says the kernel has
+/// finished an asynchronous change such as freezing.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> Result<()> {
+    let mut pause = std::time::Duration::from_micros(100);
+    let mut waited = std::time::Duration::ZERO;
+    while !done() {
+        if waited > std::time::Duration::from_secs(5) {
+            return Err(Error::Usage(format!(
+                "{what} did not happen within 5 seconds"
+            )));
+        }
+        std::thread::sleep(pause);
+        waited += pause;
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// Remove cgroups under `parent` left by runs that died without cleaning
-/// up (SIGKILL, a crash): empty, and no live run holds their lock.
+/// up (SIGKILL, a crash): no live run holds their lock.
 pub fn remove_stale(hierarchy: &Hierarchy, parent: &str) -> Result<usize> {
-    let probe = Cgroup {
-        hierarchy: hierarchy.clone(),
-        relative: PathBuf::from(parent),
-        created_parents: Vec::new(),
-        removed: true,
-    };
+    let probe = Cgroup::existing(hierarchy.clone(), parent, "");
     let mut removed = 0;
-    let Some((_, first_tree_parent)) = probe.dirs().into_iter().next() else {
+    let Some(first_tree_parent) = probe.dirs().into_iter().next() else {
         return Ok(0);
     };
     let Ok(entries) = fs::read_dir(&first_tree_parent) else {
@@ -803,24 +583,18 @@ pub fn remove_stale(hierarchy: &Hierarchy, parent: &str) -> Result<usize> {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !entry.path().is_dir() || !is_container_id(&name) {
+        if !entry.path().is_dir() || !id::is_valid(&name) {
             continue;
         }
-        let lock_path = crate::paths::ContainerLock::path(&name);
-        let mut stale = Cgroup {
-            hierarchy: hierarchy.clone(),
-            relative: Path::new(parent).join(&name),
-            created_parents: Vec::new(),
-            removed: true,
-        };
-        let abandoned = match crate::paths::ContainerLock::owner_alive(&lock_path) {
-            // A free lock: the run that made this cgroup is gone, and so is
-            // its container (init dies with run: PR_SET_PDEATHSIG). A held
-            // lock: a live run, perhaps still between mkdir and moving init in.
-            Some(alive) => !alive,
-            // No lock file: made under another MINIBOX_ROOT; only an empty
-            // cgroup is surely abandoned.
-            None => stale.dirs().iter().all(|(_, dir)| {
+        let mut stale = Cgroup::existing(hierarchy.clone(), parent, &name);
+        // A lock we can take: the run that made this cgroup is gone, and so
+        // is its container (init dies with run: PR_SET_PDEATHSIG). A held
+        // lock: a live run, perhaps still between mkdir and moving init in.
+        // No lock file: made under another MINIBOX_ROOT; only an empty
+        // cgroup is surely abandoned.
+        let abandoned = match ContainerLock::is_held(&name) {
+            Some(held) => !held,
+            None => stale.dirs().iter().all(|dir| {
                 fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
             }),
         };
@@ -835,49 +609,9 @@ pub fn remove_stale(hierarchy: &Hierarchy, parent: &str) -> Result<usize> {
     Ok(removed)
 }
 
-/// Container ids are 12 lowercase hex digits: nothing else under a parent
-/// is ours to remove.
-pub fn is_container_id(name: &str) -> bool {
-    name.len() == 12
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes_take_docker_suffixes_in_any_case() {
-        assert_eq!(parse_bytes("100"), Ok(100));
-        assert_eq!(parse_bytes("64m"), Ok(64 << 20));
-        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
-        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
-        assert_eq!(parse_bytes("1.5k"), Ok(1536));
-        assert!(parse_bytes("100x").is_err());
-        assert!(parse_bytes("m").is_err());
-        assert!(parse_bytes("-5m").is_err());
-        assert!(parse_memory("1k")
-            .unwrap_err()
-            .contains("below the minimum"));
-    }
-
-    #[test]
-    fn id_lists_and_their_mistakes() {
-        assert_eq!(parse_id_list("0-2,5"), Ok(vec![0, 1, 2, 5]));
-        assert!(parse_id_list("9-3").unwrap_err().contains("backwards"));
-        assert!(parse_id_list("a").is_err());
-        assert!(parse_id_list("").is_err());
-    }
-
-    #[test]
-    fn shares_map_to_weights_as_runc_does() {
-        assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(262_144), 10_000);
-        assert_eq!(shares_to_weight(1024), 39);
-        assert_eq!(shares_to_weight(512), 20);
-    }
 
     #[test]
     fn parents_cannot_escape_the_hierarchy() {
@@ -898,7 +632,7 @@ mod tests {
         let Hierarchy::Legacy { trees, .. } = &legacy else {
             panic!()
         };
-        assert!(trees.contains(&("cpu", PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))));
+        assert!(trees.contains(&(Controller::Cpu, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))));
         let hybrid = format!("{v1}33 25 0:29 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
         assert_eq!(
             Hierarchy::from_mountinfo(&hybrid).unwrap().mode(),
@@ -928,7 +662,7 @@ mod tests {
             cpu_shares: Some(512),
             cpuset_cpus: Some("0".into()),
             cpuset_mems: Some("0".into()),
-            pids_max: Some(Some(20)),
+            pids_max: Some(Limit::At(20)),
         };
         let hierarchy = Hierarchy::Unified {
             root: root.path().to_path_buf(),
@@ -977,8 +711,8 @@ mod tests {
         fs::write(root.path().join("cgroup.controllers"), "memory pids").unwrap();
         let limits = Limits {
             memory: Some(64 << 20),
-            memory_swap: Some(None),
-            pids_max: Some(None),
+            memory_swap: Some(Limit::Unlimited),
+            pids_max: Some(Limit::Unlimited),
             ..Limits::default()
         };
         let hierarchy = Hierarchy::Unified {
@@ -1015,17 +749,17 @@ mod tests {
         let hierarchy = Hierarchy::Legacy {
             mode: Mode::Hybrid,
             trees: vec![
-                ("cpu", tree("cpu,cpuacct")),
-                ("cpuset", cpuset.clone()),
-                ("memory", tree("memory")),
-                ("pids", tree("pids")),
+                (Controller::Cpu, tree("cpu,cpuacct")),
+                (Controller::Cpuset, cpuset.clone()),
+                (Controller::Memory, tree("memory")),
+                (Controller::Pids, tree("pids")),
             ],
         };
         let limits = Limits {
             memory: Some(64 << 20),
             cpu_quota_us: Some(20_000),
             cpu_shares: Some(512),
-            pids_max: Some(Some(10)),
+            pids_max: Some(Limit::At(10)),
             ..Limits::default()
         };
         let cgroup = Cgroup::create(hierarchy, "minibox", "abcdef012345", &limits).unwrap();

@@ -1,0 +1,430 @@
+//! Stage 07's idea: a container outlives the command that started it.
+//!
+//! Each container gets a record ([`state`]), a name, and — with `-d` — a
+//! monitor ([`detach`]). Around that record, the verbs a docker user
+//! expects: `ps`, `logs`, `exec` ([`exec`]), `stop` ([`stop`]), `rm`,
+//! `commit` ([`commit`]), `images`, `cleanup`. A stage offers them all by
+//! flattening [`Verb`] into its command line; each is one call here.
+
+pub mod commit;
+pub mod detach;
+pub mod exec;
+pub mod state;
+pub mod stop;
+
+pub use detach::{detach, release_terminal, Detached};
+pub use state::{ContainerState, Status};
+
+use crate::cgroups::{self, Hierarchy};
+use crate::error::{Error, Result};
+use crate::image::{self, ImageCommand};
+use crate::layer;
+use crate::lock::ContainerLock;
+use crate::process::{Exit, ProcessStamp};
+use crate::trace::{self, TraceMode};
+use state::{Condition, Entry, Found};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What `run` knows about a new container, for its record.
+pub struct NewContainer<'a> {
+    pub id: &'a str,
+    pub name: Option<String>,
+    pub image: String,
+    pub command: &'a [std::ffi::OsString],
+    pub env: Vec<String>,
+    pub hostname: &'a str,
+    pub lower: &'a Path,
+    pub cgroup_parent: &'a str,
+    pub auto_remove: bool,
+}
+
+impl ContainerState {
+    /// The record of a container being created.
+    pub fn new(new: NewContainer<'_>) -> ContainerState {
+        ContainerState {
+            id: new.id.to_string(),
+            name: new.name.unwrap_or_else(|| new.id.to_string()),
+            image: new.image,
+            command: new
+                .command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            env: new.env,
+            hostname: new.hostname.to_string(),
+            lower: new.lower.to_path_buf(),
+            created: state::now(),
+            status: Status::Created,
+            init: None,
+            exit_code: None,
+            finished: None,
+            oom_killed: false,
+            cgroup_parent: new.cgroup_parent.to_string(),
+            auto_remove: new.auto_remove,
+        }
+    }
+
+    /// init exec'd the command: record it as running.
+    pub fn started(&mut self, init: nix::unistd::Pid) -> Result<()> {
+        self.status = Status::Running;
+        self.init = ProcessStamp::of(init.as_raw());
+        self.save()
+    }
+
+    /// The container ended: record how — or, with `--rm`, remove the
+    /// record, the log and the layer.
+    pub fn exited(&mut self, exit: Exit, oom_killed: bool) -> Result<()> {
+        self.status = Status::Exited;
+        self.exit_code = Some(exit.code().into());
+        self.finished = Some(state::now());
+        self.oom_killed = oom_killed;
+        if self.auto_remove {
+            return layer::remove_dir(&layer::container_dir(&self.id));
+        }
+        self.save()
+    }
+}
+
+/// init's stdout and stderr with `-d`: the container's log.
+pub fn log_fds(log: Option<&File>) -> Vec<(BorrowedFd<'_>, RawFd)> {
+    log.map_or_else(Vec::new, |log| vec![(log.as_fd(), 1), (log.as_fd(), 2)])
+}
+
+/// The verbs around container records, as a stage's subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum Verb {
+    /// List containers
+    Ps {
+        /// All containers, not only running ones
+        #[arg(short, long)]
+        all: bool,
+        /// Only their ids
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show what a detached container printed
+    Logs {
+        /// Keep following until the container exits
+        #[arg(short, long)]
+        follow: bool,
+        container: String,
+    },
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Stop containers: SIGTERM, then SIGKILL after a grace period
+    Stop {
+        /// Seconds to wait for the container to exit before SIGKILL
+        #[arg(
+            short = 't',
+            long = "time",
+            default_value_t = 10,
+            value_name = "SECONDS"
+        )]
+        seconds: u64,
+        #[arg(
+            long,
+            value_enum,
+            default_value_t,
+            env = "MINIBOX_TRACE",
+            value_name = "MODE"
+        )]
+        trace: TraceMode,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove stopped containers (with -f, running ones too)
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Save a container's filesystem as a new image (a running one is frozen meanwhile)
+    Commit { container: String, image: String },
+    /// List images
+    Images,
+    /// Import, list and remove images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Remove what killed runs left behind: dead containers, cgroups, layers, locks
+    Cleanup {
+        #[arg(long, value_name = "PATH", default_value = cgroups::DEFAULT_PARENT, value_parser = cgroups::parse_parent, env = "MINIBOX_CGROUP_PARENT")]
+        cgroup_parent: String,
+    },
+}
+
+/// `exec`'s flags (docker's).
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub stdio: crate::cli::StdioOptions,
+    /// Set an environment variable: KEY=VALUE (repeatable)
+    #[arg(short, long = "env", value_name = "KEY=VALUE", value_parser = state::parse_env, allow_hyphen_values = true)]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Run as UID[:GID]
+    #[arg(short, long, value_name = "UID[:GID]", value_parser = exec::parse_user)]
+    pub user: Option<(u32, Option<u32>)>,
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        env = "MINIBOX_TRACE",
+        value_name = "MODE"
+    )]
+    pub trace: TraceMode,
+    pub container: String,
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+impl Verb {
+    /// Carry out the verb; its exit code for the binary to exit with.
+    pub fn execute(self) -> Result<Exit> {
+        match self {
+            Verb::Ps { all, quiet } => print!("{}", ps(all, quiet)),
+            Verb::Logs { follow, container } => {
+                let container = state::find(&container)?;
+                logs(&container, follow, &mut std::io::stdout())?;
+            }
+            Verb::Exec(args) => {
+                trace::start_as("exec", args.trace);
+                let stdin = args.stdio.stdin()?;
+                let exit = exec::exec(exec::ExecRequest {
+                    container: args.container,
+                    command: args.command,
+                    stdin,
+                    env: args.env,
+                    workdir: args.workdir,
+                    user: args.user,
+                })?;
+                trace::flush();
+                return Ok(exit);
+            }
+            Verb::Stop {
+                seconds,
+                trace: mode,
+                containers,
+            } => {
+                trace::start_as("stop", mode);
+                for name in containers {
+                    let container = state::find(&name)?;
+                    stop::stop(&container, Duration::from_secs(seconds))?;
+                    trace::flush();
+                    println!("{name}");
+                }
+            }
+            Verb::Rm { force, containers } => {
+                for name in containers {
+                    remove(&name, force)?;
+                    println!("{name}");
+                }
+            }
+            Verb::Commit { container, image } => {
+                let committed = commit::commit(&state::find(&container)?, &image)?;
+                if !committed.skipped.is_empty() {
+                    eprintln!(
+                        "left out (a tar cannot hold them): {}",
+                        committed.skipped.join(", ")
+                    );
+                }
+                println!("{image}");
+            }
+            Verb::Images => image::run_command(ImageCommand::Ls, image_user)?,
+            Verb::Image(command) => image::run_command(command, image_user)?,
+            Verb::Cleanup { cgroup_parent } => println!("{}", cleanup(&cgroup_parent)?),
+        }
+        Ok(Exit::Code(0))
+    }
+}
+
+/// A container whose layer rests on `rootfs` (its image may not go).
+fn image_user(rootfs: &Path) -> Option<String> {
+    state::list().into_iter().find_map(|entry| match entry {
+        Entry::Ok(c) if c.lower == rootfs => Some(c.name.clone()),
+        _ => None,
+    })
+}
+
+/// `ps`: running containers, or all with `-a`; ids only with `-q`.
+pub fn ps(all: bool, quiet: bool) -> String {
+    let now = state::now();
+    let mut rows = vec![[
+        "CONTAINER ID",
+        "NAME",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PID",
+    ]
+    .map(String::from)];
+    let mut ids = Vec::new();
+    for entry in state::list() {
+        match entry {
+            Entry::Ok(c) => {
+                let condition = c.condition();
+                if !all && condition != Condition::Running {
+                    continue;
+                }
+                ids.push(c.id.clone());
+                let mut command = c.command.join(" ");
+                if command.chars().count() > 24 {
+                    command = command.chars().take(23).collect::<String>() + "…";
+                }
+                rows.push([
+                    c.id.clone(),
+                    c.name.clone(),
+                    c.image.clone(),
+                    format!("{command:?}"),
+                    format!("{} ago", state::ago(now - c.created)),
+                    state::describe(&c, now),
+                    c.init
+                        .as_ref()
+                        .filter(|_| condition == Condition::Running)
+                        .map_or("-".into(), |p| p.pid.to_string()),
+                ]);
+            }
+            Entry::Broken { id, reason } if all => {
+                ids.push(id.clone());
+                rows.push([
+                    id.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    format!("Dead ({reason})"),
+                    "-".into(),
+                ]);
+            }
+            Entry::Broken { .. } => {}
+        }
+    }
+    if quiet {
+        return ids.iter().map(|id| format!("{id}\n")).collect();
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell:<width$}", width = widths[i]))
+            .collect();
+        out.push_str(cells.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `logs [-f]`: the container's captured output; with `follow`, keep
+/// reading until the container has exited.
+pub fn logs(container: &ContainerState, follow: bool, out: &mut dyn Write) -> Result<()> {
+    let path = state::log_path(&container.id);
+    let mut file = File::open(&path).map_err(|_| {
+        Error::Usage(format!(
+            "container {} has no log: only detached containers (run -d) keep one",
+            container.name
+        ))
+    })?;
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        if n > 0 {
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io("write stdout", e))?;
+            continue;
+        }
+        let _ = out.flush();
+        // At the end of what is written: done, unless following a
+        // container that can still write. Its monitor holds the lock until
+        // the container has exited, so a free lock means no more output.
+        if !follow || ContainerLock::is_held(&container.id) != Some(true) {
+            // One last read: output written just before the exit.
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io("write stdout", e))?;
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `rm [-f]`: a stopped container's layer, record and log (with `-f`, stop
+/// it first). The container's lock is held while its files go, so no run
+/// or monitor can be using them.
+pub fn remove(name: &str, force: bool) -> Result<()> {
+    let container = match state::find_any(name)? {
+        Found::Ok(container) => *container,
+        Found::Broken(id) => return remove_leftovers_of(&id, None),
+    };
+    match container.condition() {
+        Condition::Starting => return Err(Error::StillStarting(container.name)),
+        Condition::Running if !force => return Err(Error::StillRunning(container.name)),
+        Condition::Running => stop::stop(&container, Duration::ZERO)?,
+        Condition::Exited | Condition::Dead => {}
+    }
+    // A --rm container's monitor removed it when it stopped: done.
+    if !state::exists(&container.id) {
+        return Ok(());
+    }
+    remove_leftovers_of(&container.id, Some(&container.cgroup_parent))
+}
+
+/// Remove a container whose run is gone: its cgroup (if its monitor died
+/// before removing it), its directory, its lock file.
+fn remove_leftovers_of(id: &str, cgroup_parent: Option<&str>) -> Result<()> {
+    let Some(_lock) = ContainerLock::try_acquire(id)? else {
+        return Err(Error::StillStarting(id.to_string()));
+    };
+    if let Some(parent) = cgroup_parent {
+        let hierarchy = Hierarchy::detect()?;
+        let mut cgroup = cgroups::Cgroup::existing(hierarchy, parent, id);
+        if cgroup.dirs().iter().any(|d| d.exists()) {
+            cgroup.mark_ours();
+            cgroup.remove()?;
+        }
+    }
+    layer::remove_dir(&layer::container_dir(id))
+}
+
+/// `cleanup`: finish what killed runs could not. Dead containers (their run
+/// or monitor was killed: whatever `--rm` promised, and the records of
+/// containers that never started) go entirely; then cgroups and layers no
+/// live run holds, half-imported images, and free lock files.
+pub fn cleanup(cgroup_parent: &str) -> Result<String> {
+    let mut containers = 0;
+    for entry in state::list() {
+        let (id, parent) = match entry {
+            Entry::Ok(c) if c.condition() == Condition::Dead => (c.id, Some(c.cgroup_parent)),
+            Entry::Ok(c) if c.auto_remove && c.condition() == Condition::Exited => {
+                (c.id, Some(c.cgroup_parent))
+            }
+            Entry::Broken { id, .. } => (id, None),
+            Entry::Ok(_) => continue,
+        };
+        if remove_leftovers_of(&id, parent.as_deref()).is_ok() {
+            containers += 1;
+        }
+    }
+    let hierarchy = Hierarchy::detect()?;
+    let cgroups = cgroups::remove_stale(&hierarchy, cgroup_parent)?;
+    let layers = layer::remove_stale(state::exists);
+    let imports = image::remove_stale_imports();
+    ContainerLock::remove_free_locks();
+    Ok(format!(
+        "removed {containers} dead container(s), {cgroups} stale cgroup(s) under {cgroup_parent}, {layers} layer(s), {imports} unfinished import(s)"
+    ))
+}
