@@ -1,14 +1,26 @@
-//! Helpers for the minibox test suite: finding stage binaries, running
-//! containers, and turning their output into stable, reviewable snapshots.
+//! Helpers for the minibox test suite: the stage table, finding stage
+//! binaries, running containers ([`harness`]), and turning their output
+//! into stable, reviewable snapshots.
+
+pub mod harness;
+
+pub use harness::Container;
+/// Re-exported so test files can write `#[apply(every_stage)]` with one import.
+pub use rstest::rstest;
+pub use rstest_reuse::{self, apply};
 
 use regex::Regex;
+
+use rstest_reuse::template;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Output;
 
-/// The stage binaries, in course order.
+/// The stage binaries, in course order: the one table of stages. The
+/// templates below are the sets of stages tests run across; a new stage is
+/// added here and to the templates it belongs to, nowhere else.
 pub const STAGES: [&str; 7] = [
     "01-namespaces",
     "02-proc-mount",
@@ -18,6 +30,61 @@ pub const STAGES: [&str; 7] = [
     "06-volumes",
     "07-full",
 ];
+
+/// The stage's number: `"05-cgroups"` → 5.
+pub fn number(stage: &str) -> u32 {
+    stage
+        .get(..2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stage} is not a stage name"))
+}
+
+/// Every stage: `#[apply(every_stage)] fn test(stage: &str)`.
+#[template]
+#[export]
+#[rstest]
+pub fn every_stage(
+    #[values(
+        minibox_tests::STAGES[0],
+        minibox_tests::STAGES[1],
+        minibox_tests::STAGES[2],
+        minibox_tests::STAGES[3],
+        minibox_tests::STAGES[4],
+        minibox_tests::STAGES[5],
+        minibox_tests::STAGES[6]
+    )]
+    stage: &str,
+) {
+}
+
+/// The stages that still run in the host's file system (01–03).
+#[template]
+#[export]
+#[rstest]
+pub fn host_root_stages(
+    #[values(
+        minibox_tests::STAGES[0],
+        minibox_tests::STAGES[1],
+        minibox_tests::STAGES[2]
+    )]
+    stage: &str,
+) {
+}
+
+/// The stages with a root of their own (04 on).
+#[template]
+#[export]
+#[rstest]
+pub fn own_root_stages(
+    #[values(
+        minibox_tests::STAGES[3],
+        minibox_tests::STAGES[4],
+        minibox_tests::STAGES[5],
+        minibox_tests::STAGES[6]
+    )]
+    stage: &str,
+) {
+}
 
 /// This test process's own state root and cgroup parent, so that test runs
 /// (and test binaries running side by side) never share state, and nothing
@@ -156,10 +223,10 @@ where
 /// are kept until `rm` otherwise).
 pub fn compat_flags(stage: &str) -> Vec<std::ffi::OsString> {
     let mut flags = Vec::new();
-    if stage >= "06" {
+    if number(stage) >= 6 {
         flags.extend(["--rootfs".into(), default_rootfs().into_os_string()]);
     }
-    if stage >= "07" {
+    if number(stage) >= 7 {
         flags.push("--rm".into());
     }
     flags
@@ -193,14 +260,10 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// The canonical path of the rootfs the stages use by default.
+/// The canonical path of the rootfs the stages use by default (the
+/// library's own rule).
 pub fn default_rootfs() -> PathBuf {
-    let dir = std::env::var_os("MINIBOX_ROOTFS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../build/rootfs"),
-        PathBuf::from,
-    );
-    dir.canonicalize()
-        .unwrap_or_else(|_| panic!("no rootfs at {}: run `just rootfs`", dir.display()))
+    minibox::rootfs::resolve(None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Make a plain trace stable: host PIDs and the rootfs path vary per run and
@@ -306,16 +369,15 @@ pub fn init_host_pid(events: &[serde_json::Value]) -> Option<i32> {
         .and_then(|pid| pid.parse().ok())
 }
 
-/// The cgroup mode of this machine, as the snapshot variants name it.
+/// The cgroup mode of this machine, as the snapshot variants name it
+/// (the library's own detection).
 pub fn cgroup_mode() -> &'static str {
-    let magic = nix::sys::statfs::statfs("/sys/fs/cgroup")
-        .expect("statfs /sys/fs/cgroup")
-        .filesystem_type();
-    if magic == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
-        "v2"
-    } else if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {
-        "hybrid"
-    } else {
-        "v1"
+    match minibox::cgroups::Hierarchy::detect()
+        .expect("cgroups are mounted")
+        .mode()
+    {
+        minibox::cgroups::Mode::Unified => "v2",
+        minibox::cgroups::Mode::Hybrid => "hybrid",
+        minibox::cgroups::Mode::Legacy => "v1",
     }
 }

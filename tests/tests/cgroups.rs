@@ -2,96 +2,16 @@
 
 use minibox_tests::{
     cgroup_leaf_dirs, cgroup_mode, init_host_pid, json_events, require_root, run_stage,
-    stage_command, stage_process, stderr, stdout, test_env,
+    stage_command, stderr, stdout, test_env, Container,
 };
 use predicates::prelude::*;
 use rstest::rstest;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 const STAGE: &str = "05-cgroups";
 
-/// A stage-05 container that is up: it ran `script` (which ends by printing
-/// "ready") and now waits for a line on stdin before it exits.
-struct Running {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    stdout: BufReader<std::process::ChildStdout>,
-    stderr: BufReader<std::process::ChildStderr>,
-    /// Output of the container before "ready".
-    said: String,
-    events: Vec<serde_json::Value>,
-}
-
-fn start(flags: &[&str], script: &str) -> Running {
-    let mut child = stage_process(STAGE)
-        .args(["run", "-i", "--trace", "json"])
-        .args(flags)
-        .args(["sh", "-c", &format!("{script}; echo ready; read line")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start 05-cgroups");
-    let stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut said = String::new();
-    loop {
-        let mut line = String::new();
-        assert_ne!(
-            stdout.read_line(&mut line).unwrap(),
-            0,
-            "container ended early: {said}"
-        );
-        if line == "ready\n" {
-            break;
-        }
-        said.push_str(&line);
-    }
-    // Every event up to init's exec is out by now (run draws the trace
-    // before it lets init exec); read until that exec line.
-    let mut events = Vec::new();
-    loop {
-        let mut line = String::new();
-        assert_ne!(stderr.read_line(&mut line).unwrap(), 0);
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let done = event["actor"] == "init"
-            && event["step"]
-                .as_str()
-                .unwrap()
-                .starts_with("execve(\"/bin/sh\"");
-        events.push(event);
-        if done {
-            break;
-        }
-    }
-    Running {
-        child,
-        stdin,
-        stdout,
-        stderr,
-        said,
-        events,
-    }
-}
-
-impl Running {
-    fn dirs(&self) -> Vec<PathBuf> {
-        cgroup_leaf_dirs(&self.events)
-    }
-
-    /// Let the container finish; its exit code and the rest of stderr.
-    fn finish(mut self) -> (Option<i32>, String) {
-        writeln!(self.stdin, "bye").unwrap();
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).unwrap();
-        let mut err = String::new();
-        self.stderr.read_to_string(&mut err).unwrap();
-        let code = self.child.wait().unwrap().code();
-        (code, err)
-    }
+fn start(flags: &[&str], script: &str) -> Container {
+    Container::script(STAGE, flags, script)
 }
 
 fn read(path: &Path) -> String {
@@ -156,8 +76,8 @@ fn membership_and_limits() {
         ],
         "cat /proc/self/cgroup",
     );
-    let host_pid = init_host_pid(&running.events).expect("clone in the trace");
-    let dirs = running.dirs();
+    let host_pid = running.init_pid();
+    let dirs = running.cgroup_dirs();
     let parent = &test_env().cgroup_parent;
     let mut report = String::from("inside, /proc/self/cgroup:\n");
     for line in running.said.lines() {
@@ -279,7 +199,7 @@ fn cpus_throttle_a_busy_loop() {
         "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done",
     );
     let dir = running
-        .dirs()
+        .cgroup_dirs()
         .into_iter()
         .find(|d| d.join("cpu.stat").exists())
         .expect("a cgroup with cpu.stat");
@@ -337,8 +257,8 @@ fn nothing_left_after_sigkill_of_the_container() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let dirs = running.dirs();
-    let (code, _) = running.finish_after_kill();
+    let dirs = running.cgroup_dirs();
+    let (code, _) = running.ended_from_outside();
     assert_eq!(code, Some(137));
     assert_removed(&dirs);
 }
@@ -352,8 +272,8 @@ fn nothing_left_after_sigterm_to_run() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let dirs = running.dirs();
-    let (code, _) = running.finish_after_kill();
+    let dirs = running.cgroup_dirs();
+    let (code, _) = running.ended_from_outside();
     assert_eq!(code, Some(143));
     assert_removed(&dirs);
 }
@@ -364,13 +284,13 @@ fn nothing_left_after_sigterm_to_run() {
 fn cleanup_removes_what_a_killed_run_left() {
     require_root!();
     let running = start(&["-m", "32m"], "true");
-    let dirs = running.dirs();
+    let dirs = running.cgroup_dirs();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(running.child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let (code, _) = running.finish_after_kill();
+    let (code, _) = running.ended_from_outside();
     assert_eq!(code, None, "run was killed by a signal");
     assert!(
         dirs.iter().all(|d| d.exists()),
@@ -382,19 +302,6 @@ fn cleanup_removes_what_a_killed_run_left() {
         .success()
         .stdout(predicate::str::contains("removed"));
     assert_removed(&dirs);
-}
-
-impl Running {
-    /// The container was ended from outside: collect what is left.
-    fn finish_after_kill(mut self) -> (Option<i32>, String) {
-        // stdin stays open until run has exited: an EOF on it would end the
-        // container's `read` before the signal under test does.
-        let mut err = String::new();
-        self.stderr.read_to_string(&mut err).unwrap();
-        let code = self.child.wait().unwrap().code();
-        drop(self.stdin);
-        (code, err)
-    }
 }
 
 /// Malformed values: one line naming the problem, exit 125, no cgroup made.

@@ -1,8 +1,7 @@
 //! Bad input: one line that names the problem, exit 125, nothing left behind.
 
-use minibox_tests::{host_mountinfo, require_root, stage_command, STAGES};
+use minibox_tests::{apply, every_stage, host_mountinfo, require_root, rstest, stage_command};
 use predicates::prelude::*;
-use rstest::rstest;
 
 fn one_line(text: &[u8]) -> String {
     let text = String::from_utf8_lossy(text).into_owned();
@@ -10,18 +9,13 @@ fn one_line(text: &[u8]) -> String {
     text
 }
 
-#[rstest]
+#[apply(every_stage)]
 #[case::unknown_flag(&["run", "--frobnicate", "true"], "unexpected argument '--frobnicate'")]
 #[case::no_command(&["run"], "required arguments were not provided")]
 #[case::bad_trace_mode(&["run", "--trace", "loud", "true"], "invalid value 'loud'")]
 #[case::bad_hostname(&["run", "--hostname", "no spaces", "true"], "invalid --hostname")]
 #[case::tty_without_terminal(&["run", "-t", "true"], "-t needs a terminal")]
-fn usage_errors(
-    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5], STAGES[6])]
-    stage: &str,
-    #[case] args: &[&str],
-    #[case] message: &str,
-) {
+fn usage_errors(stage: &str, #[case] args: &[&str], #[case] message: &str) {
     let before = host_mountinfo();
     let out = stage_command(stage)
         .args(args)

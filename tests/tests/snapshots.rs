@@ -3,30 +3,27 @@
 //! change in what the course teaches. `docs/` includes these files.
 
 use minibox_tests::{
-    cgroup_mode, host_mountinfo, mount_table_diff, normalize_mounts, redact_trace, require_root,
-    run_stage, run_stage_as_given, stderr, stdout, test_env, STAGES,
+    apply, cgroup_mode, every_stage, host_mountinfo, host_root_stages, mount_table_diff,
+    normalize_mounts, number, own_root_stages, redact_trace, require_root, rstest, run_stage,
+    run_stage_as_given, stderr, stdout, test_env,
 };
-use rstest::rstest;
 
 /// The plain trace of one small container run, PIDs and paths redacted.
-#[rstest]
-fn trace(
-    #[values(STAGES[0], STAGES[1], STAGES[2], STAGES[3], STAGES[4], STAGES[5], STAGES[6])]
-    stage: &str,
-) {
+#[apply(every_stage)]
+fn trace(stage: &str) {
     require_root!();
     let mut args = vec!["--hostname", "snapbox"];
     // A cgroup parent of this test's own, so whether the trace shows the
     // parent being made does not depend on other tests running beside it.
     let parent = format!("{}-trace{}", test_env().cgroup_parent, &stage[..2]);
-    if stage >= "05" {
+    if number(stage) >= 5 {
         args.extend(["--cgroup-parent", &parent]);
     }
     // Stage 06 on: docker's IMAGE COMMAND form, with the default image.
-    if stage >= "07" {
+    if number(stage) >= 7 {
         args.push("--rm");
     }
-    if stage >= "06" {
+    if number(stage) >= 6 {
         args.push("busybox");
     }
     args.extend(["/bin/sh", "-c", "echo hi"]);
@@ -34,7 +31,7 @@ fn trace(
     assert_eq!(stdout(&out), "hi\n", "{}", stderr(&out));
     // From stage 05 on the trace shows cgroup paths, which differ between
     // cgroup v1, hybrid and v2 machines: one snapshot per mode.
-    let name = if stage >= "05" {
+    let name = if number(stage) >= 5 {
         format!("trace_{}_{}", &stage[..2], cgroup_mode())
     } else {
         format!("trace_{}", &stage[..2])
@@ -44,8 +41,8 @@ fn trace(
 
 /// Stages 01–03 start from a copy of the host's mount table: snapshot what
 /// they change in it.
-#[rstest]
-fn mounts_changed(#[values(STAGES[0], STAGES[1], STAGES[2])] stage: &str) {
+#[apply(host_root_stages)]
+fn mounts_changed(stage: &str) {
     require_root!();
     let host = host_mountinfo();
     let out = run_stage(stage, ["cat", "/proc/self/mountinfo"]);
@@ -59,8 +56,8 @@ fn mounts_changed(#[values(STAGES[0], STAGES[1], STAGES[2])] stage: &str) {
 /// From stage 04 on the mount table is entirely the container's own: snapshot all of it. The root
 /// is a bind mount of the rootfs, whose type and options are the host
 /// file system's, so that one line is reduced to its mount point.
-#[rstest]
-fn mounts_own_root(#[values(STAGES[3], STAGES[4], STAGES[5], STAGES[6])] stage: &str) {
+#[apply(own_root_stages)]
+fn mounts_own_root(stage: &str) {
     require_root!();
     let out = run_stage(stage, ["cat", "/proc/self/mountinfo"]);
     assert!(out.status.success(), "{}", stderr(&out));

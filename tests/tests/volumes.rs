@@ -2,14 +2,12 @@
 //! host, read-only ones refuse writes; nothing escapes the rootfs.
 
 use minibox_tests::{
-    default_rootfs, json_events, require_root, run_stage_as_given, stage_command, stage_process,
-    stderr, stdout, test_env,
+    default_rootfs, json_events, require_root, run_stage_as_given, stage_command, stderr, stdout,
+    test_env, Container,
 };
 use predicates::prelude::*;
 use rstest::rstest;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 const STAGE: &str = "06-volumes";
 
@@ -67,30 +65,17 @@ fn layer_dir(events: &[serde_json::Value]) -> PathBuf {
 fn writes_land_in_the_layer_and_never_in_the_image() {
     require_root!();
     let image = own_image("pristine");
-    let mut child = stage_process(STAGE)
-        .args(["run", "-i", "--trace", "json", "pristine", "sh", "-c"])
-        .arg("echo new > /etc/added; echo changed >> /etc/passwd; rm /bin/ls; echo ready; read x")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    let mut trace = BufReader::new(child.stderr.take().unwrap());
-    let mut events = Vec::new();
-    while !events.iter().any(|e: &serde_json::Value| {
-        e["step"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("execve(\"/bin/sh\""))
-    }) {
-        let mut l = String::new();
-        trace.read_line(&mut l).unwrap();
-        events.extend(json_events(&l));
-    }
-    let upper = layer_dir(&events).join("upper");
+    let container = Container::start(
+        STAGE,
+        [
+            "pristine",
+            "sh",
+            "-c",
+            "echo new > /etc/added; echo changed >> /etc/passwd; rm /bin/ls; echo ready; read x",
+        ],
+    );
+    let layer = layer_dir(&container.events);
+    let upper = layer.join("upper");
     // The changes are in the container's upper dir ...
     assert_eq!(
         std::fs::read_to_string(upper.join("etc/added")).unwrap(),
@@ -109,14 +94,9 @@ fn writes_land_in_the_layer_and_never_in_the_image() {
         .unwrap()
         .contains("changed"));
     assert!(std::fs::symlink_metadata(image.join("bin/ls")).is_ok());
-    writeln!(child.stdin.take().unwrap(), "done").unwrap();
-    assert!(child.wait().unwrap().success());
-    let mut rest = String::new();
-    trace.read_to_string(&mut rest).unwrap();
-    assert!(
-        !layer_dir(&events).exists(),
-        "the layer is removed with the container"
-    );
+    let (code, _) = container.finish();
+    assert_eq!(code, Some(0));
+    assert!(!layer.exists(), "the layer is removed with the container");
 
     // A second container from the image sees it as it was.
     let out = run_stage_as_given(
