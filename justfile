@@ -69,7 +69,7 @@ stage N *ARGS: build
     #!/usr/bin/env bash
     set -euo pipefail
     shift # "$1" is N; the rest are the stage's arguments
-    bin=$(find target/debug -maxdepth 1 -type f -executable -name '0{{N}}-*' | head -1)
+    bin=$(find target/debug -maxdepth 1 -type f -executable -name "$(printf %02d "{{N}}")-*" | head -1)
     [ -n "$bin" ] || { echo "error: no stage {{N}} (stages: $(ls stages | tr '\n' ' '))" >&2; exit 2; }
     if [ $# -eq 0 ]; then
         if [ -t 0 ]; then set -- run -it sh; else set -- run -i sh; fi
@@ -79,12 +79,9 @@ stage N *ARGS: build
     [ "{{N}}" -lt 4 ] || [ -d "{{rootfs_dir}}" ] || [ -n "${MINIBOX_ROOTFS:-}" ] || just rootfs
     exec {{sudo}} "$bin" "$@"
 
-# Show what stage M adds to stage N (its main.rs is the lesson)
+# Show what stage M adds to stage N: the diff of the lessons (main.rs) and the library items M starts using
 diff N M:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    a=$(ls -d stages/0{{N}}-*); b=$(ls -d stages/0{{M}}-*)
-    diff -u --color=auto "$a/src/main.rs" "$b/src/main.rs" || true
+    python3 tests/tools/lesson_diff.py {{N}} {{M}}
 
 # Everything: formatting, lints, the suite here (as root), in the VM matrix, and the lab VM checks
 test: test-host vm-test check-vagrant
