@@ -130,6 +130,7 @@ fn child_exec(
     init_end: &OwnedFd,
     exec_step: &str,
 ) -> ! {
+    trace::forked_child();
     sync::adopt(init_end.as_raw_fd());
     let outcome = (|| -> Result<()> {
         // The container must not outlive run: run is what removes its

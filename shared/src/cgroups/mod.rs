@@ -573,19 +573,19 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> Result<()> {
 /// Remove cgroups under `parent` left by runs that died without cleaning
 /// up (SIGKILL, a crash): no live run holds their lock.
 pub fn remove_stale(hierarchy: &Hierarchy, parent: &str) -> Result<usize> {
-    let probe = Cgroup::existing(hierarchy.clone(), parent, "");
-    let mut removed = 0;
-    let Some(first_tree_parent) = probe.dirs().into_iter().next() else {
-        return Ok(0);
-    };
-    let Ok(entries) = fs::read_dir(&first_tree_parent) else {
-        return Ok(0);
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !entry.path().is_dir() || !id::is_valid(&name) {
-            continue;
+    // Every tree: a run killed halfway through removing its directories
+    // leaves some trees with the container's directory and some without.
+    let mut ids: Vec<String> = Vec::new();
+    for dir in Cgroup::existing(hierarchy.clone(), parent, "").dirs() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() && id::is_valid(&name) && !ids.contains(&name) {
+                ids.push(name);
+            }
         }
+    }
+    let mut removed = 0;
+    for name in ids {
         let mut stale = Cgroup::existing(hierarchy.clone(), parent, &name);
         // A lock we can take: the run that made this cgroup is gone, and so
         // is its container (init dies with run: PR_SET_PDEATHSIG). A held
@@ -595,7 +595,9 @@ pub fn remove_stale(hierarchy: &Hierarchy, parent: &str) -> Result<usize> {
         let abandoned = match ContainerLock::is_held(&name) {
             Some(held) => !held,
             None => stale.dirs().iter().all(|dir| {
-                fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+                !dir.exists()
+                    || fs::read_to_string(dir.join("cgroup.procs"))
+                        .is_ok_and(|p| p.trim().is_empty())
             }),
         };
         if !abandoned {
@@ -604,6 +606,29 @@ pub fn remove_stale(hierarchy: &Hierarchy, parent: &str) -> Result<usize> {
         stale.removed = false;
         if stale.remove().is_ok() {
             removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// `cleanup`: the stale cgroups under `parent` (see [`remove_stale`]), then
+/// the parent directories themselves, deepest first, where they are empty
+/// and carry minibox's name. A run killed between making a parent and its
+/// leaf leaves one; a parent that still has containers stays (rmdir of a
+/// non-empty cgroup fails). Returns how many stale cgroups went.
+pub fn cleanup(hierarchy: &Hierarchy, parent: &str) -> Result<usize> {
+    let removed = remove_stale(hierarchy, parent)?;
+    for dir in Cgroup::existing(hierarchy.clone(), parent, "").dirs() {
+        let mut current = Some(dir.as_path());
+        while let Some(path) = current {
+            let ours = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(DEFAULT_PARENT));
+            if !ours || !path.starts_with(CGROUP_ROOT) || fs::remove_dir(path).is_err() {
+                break;
+            }
+            trace::note(format!("rmdir({:?})", path.display().to_string()), None);
+            current = path.parent();
         }
     }
     Ok(removed)

@@ -40,6 +40,7 @@ pub enum Detached {
 /// passed on to the monitor, which cleans up and exits 128 + N.
 pub fn detach(id: &str) -> Result<Detached> {
     process::catch_signals();
+    process::checkpoint()?;
     let (read_end, write_end) = trace::step_shows(
         "pipe2(O_CLOEXEC)",
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC),

@@ -420,7 +420,7 @@ pub fn cleanup(cgroup_parent: &str) -> Result<String> {
         }
     }
     let hierarchy = Hierarchy::detect()?;
-    let cgroups = cgroups::remove_stale(&hierarchy, cgroup_parent)?;
+    let cgroups = cgroups::cleanup(&hierarchy, cgroup_parent)?;
     let layers = layer::remove_stale(state::exists);
     let imports = image::remove_stale_imports();
     ContainerLock::remove_free_locks();

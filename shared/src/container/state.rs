@@ -92,10 +92,26 @@ pub fn exists(id: &str) -> bool {
 }
 
 impl ContainerState {
+    /// Write the record (atomically: a temporary file renamed over it).
     pub fn save(&self) -> Result<()> {
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Protocol(format!("encode state: {e}")))?;
-        paths::write_atomic(&state_path(&self.id), &json, false)
+        let path = state_path(&self.id);
+        let written = paths::write_atomic(&path, &json, false);
+        let step = format!("rename(<new state>, {:?})", path.display().to_string());
+        let status = format!("{:?}", self.status).to_lowercase();
+        match written {
+            Ok(()) => {
+                crate::trace::note(step, Some(status));
+                Ok(())
+            }
+            Err(err) => {
+                if let Error::Io { cause, .. } = &err {
+                    crate::trace::failed(step, crate::error::errno_of(cause));
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Record a new container, refusing a name already in use (as a name,

@@ -13,10 +13,10 @@
 //! can be a sink.
 //!
 //! In debug builds every traced step is also a *failpoint*:
-//! `MINIBOX_KILL_AFTER_STEP=N` kills the process right after its N-th
-//! step, which the fault-injection tests use to prove that a SIGKILL at any
-//! step leaves nothing `cleanup` cannot remove. Release builds compile it
-//! out.
+//! `MINIBOX_FAILPOINT=N` kills the process right after its N-th step (or
+//! stops it, with `N:stop`), which the fault-injection tests use to prove
+//! that a SIGKILL or a Ctrl-C at any step leaves nothing `cleanup` cannot
+//! remove. Release builds compile it out.
 
 pub mod tree;
 
@@ -198,13 +198,14 @@ pub fn flush() {
 }
 
 fn emit_own(step: String, result: Option<String>, errno: Option<Errno>) {
+    let step = shorten(step);
     let mut recorder = recorder();
     let actor = recorder.actor;
     if let Some(sink) = recorder.sink.as_mut() {
         sink.event(Event {
             actor: actor.to_string(),
             pid: std::process::id() as i32,
-            step: shorten(step),
+            step: step.clone(),
             result,
             errno: errno.map(|e| format!("{e:?}")),
             error: errno.map(|e| e.desc().to_string()),
@@ -213,27 +214,59 @@ fn emit_own(step: String, result: Option<String>, errno: Option<Errno>) {
     }
     drop(recorder);
     #[cfg(debug_assertions)]
-    failpoint::count_step();
+    failpoint::count_step(&step);
+}
+
+/// This process is a child forked from run (between clone and exec): the
+/// failpoints count run's own steps, not its copy's.
+pub fn forked_child() {
+    #[cfg(debug_assertions)]
+    failpoint::turn_off();
 }
 
 /// Fault injection for the tests: compiled only into debug builds.
 #[cfg(debug_assertions)]
 mod failpoint {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     /// Steps this process has recorded so far.
     static STEPS: AtomicU64 = AtomicU64::new(0);
+    /// Set in a forked child (see [`super::forked_child`]).
+    static OFF: AtomicBool = AtomicBool::new(false);
 
-    /// `MINIBOX_KILL_AFTER_STEP=N`: SIGKILL ourselves right after step N,
-    /// the harshest way `run` can die (no handler, no unwinding).
-    pub fn count_step() {
-        let n = STEPS.fetch_add(1, Ordering::SeqCst) + 1;
-        let target = std::env::var("MINIBOX_KILL_AFTER_STEP")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok());
-        if target == Some(n) {
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    pub fn turn_off() {
+        OFF.store(true, Ordering::SeqCst);
+    }
+
+    /// `MINIBOX_FAILPOINT=N` (or `N:kill`): SIGKILL ourselves right after
+    /// step N, the harshest way a process can die (no handler, no
+    /// unwinding). `N:stop`: SIGSTOP ourselves there instead, so a test can
+    /// act while we hold whatever we hold at that step, then SIGCONT us.
+    /// `MINIBOX_FAILPOINT_LOG=FILE`: append `N<TAB>t_us<TAB>step` for every
+    /// step, so a test knows which points there are.
+    pub fn count_step(step: &str) {
+        if OFF.load(Ordering::SeqCst) {
+            return;
         }
+        let n = STEPS.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(log) = std::env::var_os("MINIBOX_FAILPOINT_LOG") {
+            use std::io::Write;
+            if let Ok(mut file) = std::fs::File::options().create(true).append(true).open(log) {
+                let _ = writeln!(file, "{n}\t{}\t{step}", super::monotonic_us());
+            }
+        }
+        let Ok(spec) = std::env::var("MINIBOX_FAILPOINT") else {
+            return;
+        };
+        let (at, action) = spec.split_once(':').unwrap_or((spec.as_str(), "kill"));
+        if at.parse::<u64>().ok() != Some(n) {
+            return;
+        }
+        let signal = match action {
+            "stop" => nix::sys::signal::Signal::SIGSTOP,
+            _ => nix::sys::signal::Signal::SIGKILL,
+        };
+        let _ = nix::sys::signal::raise(signal);
     }
 }
 

@@ -112,7 +112,7 @@ fn run(args: RunArgs) -> Result<Exit> {
 
 /// Remove what runs killed with SIGKILL left behind.
 fn cleanup(cgroup_parent: &str) -> Result<Exit> {
-    let removed = cgroups::remove_stale(&Hierarchy::detect()?, cgroup_parent)?;
+    let removed = cgroups::cleanup(&Hierarchy::detect()?, cgroup_parent)?;
     ContainerLock::remove_free_locks();
     println!("removed {removed} stale cgroup(s) under {cgroup_parent}");
     Ok(Exit::Code(0))

@@ -121,7 +121,7 @@ fn image_command(command: ImageCommand) -> Result<Exit> {
 
 /// Remove what runs killed with SIGKILL left behind.
 fn cleanup(cgroup_parent: &str) -> Result<Exit> {
-    let removed = cgroups::remove_stale(&Hierarchy::detect()?, cgroup_parent)?;
+    let removed = cgroups::cleanup(&Hierarchy::detect()?, cgroup_parent)?;
     let layers = layer::remove_stale(|_| false);
     let imports = image::remove_stale_imports();
     ContainerLock::remove_free_locks();
