@@ -494,12 +494,31 @@ pub fn close_fds_from(first: RawFd) -> Result<()> {
 }
 
 fn reset_signals() -> Result<()> {
-    for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+    // Every signal up to SIGRTMAX, real-time ones included: glibc's own
+    // sigaction() refuses 32 and 33 (it keeps them for threads), but an
+    // ignored 32 would still reach the container, so the raw syscall.
+    let default = libc::sigaction {
+        sa_sigaction: libc::SIG_DFL,
+        // SAFETY: an all-zero sigset_t is a valid, empty signal set.
+        sa_mask: unsafe { std::mem::zeroed() },
+        sa_flags: 0,
+        sa_restorer: None,
+    };
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: SIG_DFL installs no code of ours.
-        let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+        // SAFETY: SIG_DFL installs no code of ours; the struct outlives the
+        // call and its size (the kernel's 8-byte sigset) is passed.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const libc::sigaction,
+                std::ptr::null_mut::<libc::sigaction>(),
+                8usize,
+            )
+        };
     }
     trace::step(
         "sigprocmask(SIG_SETMASK, {}) and every handler to SIG_DFL",

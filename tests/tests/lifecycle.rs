@@ -317,14 +317,25 @@ fn a_crashed_monitor_is_reported_and_removable() {
     ok(&["rm", &c]);
     assert_nothing_left(&id);
 
-    // A directory without any state at all (killed mid-start).
+    // A directory without any state at all (killed mid-start), in a state
+    // root of its own: any `run` beside this test would sweep it away.
+    let root = tempfile::tempdir().unwrap();
+    let in_root = |args: &[&str]| {
+        let out = stage_command(STAGE)
+            .env("MINIBOX_ROOT", root.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
     let broken = "0123456789ab";
-    std::fs::create_dir_all(test_env().root.join("containers").join(broken)).unwrap();
-    assert!(ok(&["ps", "-a"])
+    std::fs::create_dir_all(root.path().join("containers").join(broken)).unwrap();
+    assert!(in_root(&["ps", "-a"])
         .lines()
         .any(|l| l.starts_with(broken) && l.contains("Dead")));
-    ok(&["rm", broken]);
-    assert!(!test_env().root.join("containers").join(broken).exists());
+    in_root(&["rm", broken]);
+    assert!(!root.path().join("containers").join(broken).exists());
 }
 
 /// A pidfd (or None if the process is already gone).

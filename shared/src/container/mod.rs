@@ -144,7 +144,18 @@ pub enum Verb {
         containers: Vec<String>,
     },
     /// Save a container's filesystem as a new image (a running one is frozen meanwhile)
-    Commit { container: String, image: String },
+    Commit {
+        #[arg(
+            long,
+            value_enum,
+            default_value_t,
+            env = "MINIBOX_TRACE",
+            value_name = "MODE"
+        )]
+        trace: TraceMode,
+        container: String,
+        image: String,
+    },
     /// List images
     Images,
     /// Import, list and remove images
@@ -226,8 +237,14 @@ impl Verb {
                     println!("{name}");
                 }
             }
-            Verb::Commit { container, image } => {
+            Verb::Commit {
+                trace: mode,
+                container,
+                image,
+            } => {
+                trace::start_as("commit", mode);
                 let committed = commit::commit(&state::find(&container)?, &image)?;
+                trace::flush();
                 if !committed.skipped.is_empty() {
                     eprintln!(
                         "left out (a tar cannot hold them): {}",
