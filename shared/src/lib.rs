@@ -22,6 +22,7 @@
 //! | [`layer`]      | 06    | the overlayfs layer a container writes to               |
 //! | [`volumes`]    | 06    | `-v HOST:CONTAINER[:ro]`, resolved inside the root      |
 //! | [`container`]  | 07    | records, the monitor, ps/logs/exec/stop/rm/commit       |
+//! | [`userns`]     | 10    | user namespaces: id maps, runc's three processes         |
 //! | [`cli`]        | all   | flag groups that stages compose, exit codes             |
 //!
 //! Every syscall that matters goes through [`trace::step`], which records
@@ -44,6 +45,7 @@ pub mod process;
 pub mod rootfs;
 pub mod sync;
 pub mod trace;
+pub mod userns;
 pub mod volumes;
 
 pub use error::{Error, Result};

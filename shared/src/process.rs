@@ -46,6 +46,18 @@ pub struct Spawn<'a> {
     pub terminal: bool,
 }
 
+/// What the child does once it may become init: built before any fork,
+/// so that after it the child only makes syscalls and execs.
+pub(crate) struct InitExec {
+    exe: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    /// (fd here, fd number in init)
+    fds: Vec<(RawFd, RawFd)>,
+    stdin: Stdin,
+    step: String,
+}
+
 /// run's handle on the container's init process.
 #[derive(Debug)]
 pub struct InitProcess {
@@ -56,30 +68,66 @@ pub struct InitProcess {
 
 /// Clone init into new namespaces and exec `/proc/self/exe init` in it.
 pub fn spawn_init(spec: Spawn<'_>) -> Result<InitProcess> {
+    spawn(spec, None)
+}
+
+/// Stage 10: the same, in a new user namespace with `maps`, made by runc's
+/// three processes (see [`crate::userns::nsexec`]) instead of one clone.
+pub fn spawn_init_in_userns(spec: Spawn<'_>, maps: &crate::userns::IdMaps) -> Result<InitProcess> {
+    spawn(spec, Some(maps))
+}
+
+fn spawn(spec: Spawn<'_>, user_namespace: Option<&crate::userns::IdMaps>) -> Result<InitProcess> {
     catch_signals();
     checkpoint()?;
     let (run_end, init_end) = Channel::pair()?;
 
     // Everything the child needs is built *before* clone: after clone the
     // child should only make syscalls and exec.
-    let exe = CString::new("/proc/self/exe").map_err(|_| Error::Protocol("exe path".into()))?;
     let args: Vec<OsString> = vec![program_name().into(), "init".into()];
-    let argv = to_cstrings(&args)?;
-    // init starts with an empty environment: what it needs is in its
-    // config, and nothing of the caller's environment should reach the
-    // container by accident.
-    let envp: Vec<CString> = Vec::new();
     let mut fds: Vec<(RawFd, RawFd)> = vec![(init_end.as_raw_fd(), SYNC_FD)];
     fds.extend(
         spec.pass_fds
             .iter()
             .map(|(fd, target)| (fd.as_raw_fd(), *target)),
     );
-    let exec_step = format!("execve(\"/proc/self/exe\", {})", trace::quote_list(&args));
-
-    let flags = spec.namespaces;
-    let clone_step = format!("clone({}|SIGCHLD)", trace::flag_names(&flags));
+    let plan = InitExec {
+        exe: CString::new("/proc/self/exe").map_err(|_| Error::Protocol("exe path".into()))?,
+        argv: to_cstrings(&args)?,
+        // init starts with an empty environment: what it needs is in its
+        // config, and nothing of the caller's environment should reach the
+        // container by accident.
+        envp: Vec::new(),
+        fds,
+        stdin: spec.stdin,
+        step: format!("execve(\"/proc/self/exe\", {})", trace::quote_list(&args)),
+    };
     TERMINAL.store(spec.terminal, Ordering::SeqCst);
+
+    let pid = match user_namespace {
+        Some(maps) => {
+            crate::userns::nsexec::spawn(spec.namespaces, maps, &plan, &run_end, &init_end)?
+        }
+        None => clone_init(spec.namespaces, &plan, &init_end)?,
+    };
+    INIT_PID.store(pid.as_raw(), Ordering::SeqCst);
+    trace::init_started(pid.as_raw());
+    // Close our copy of init's end now: init's exec can only be seen as EOF
+    // if init holds the last copy.
+    drop(init_end);
+    let init = InitProcess {
+        pid,
+        channel: run_end,
+        reaped: false,
+    };
+    // A signal that came while we cloned found no pid to kill yet.
+    checkpoint()?;
+    Ok(init)
+}
+
+/// One `clone` with every namespace flag: the child is init.
+fn clone_init(flags: CloneFlags, plan: &InitExec, init_end: &OwnedFd) -> Result<Pid> {
+    let clone_step = format!("clone({}|SIGCHLD)", trace::flag_names(&flags));
     // SAFETY: the raw clone syscall with a NULL stack behaves like fork(2):
     // the child gets a copy of our (single-threaded) address space. Nothing
     // in minibox starts threads, so no lock can be held by a thread that does
@@ -96,40 +144,28 @@ pub fn spawn_init(spec: Spawn<'_>) -> Result<InitProcess> {
     };
     if ret == 0 {
         // The child: already PID 1 of its new PID namespace.
-        child_exec(&exe, &argv, &envp, &fds, spec.stdin, &init_end, &exec_step);
+        child_exec(plan, init_end);
     }
-    let pid = trace::step_shows(
+    trace::step_shows(
         clone_step,
         Errno::result(ret).map(|pid| Pid::from_raw(pid as i32)),
         |pid| Some(format!("host pid {pid}")),
-    )?;
-    INIT_PID.store(pid.as_raw(), Ordering::SeqCst);
-    trace::init_started(pid.as_raw());
-    // Close our copy of init's end now: init's exec can only be seen as EOF
-    // if init holds the last copy.
-    drop(init_end);
-    let init = InitProcess {
-        pid,
-        channel: run_end,
-        reaped: false,
-    };
-    // A signal that came while we cloned found no pid to kill yet.
-    checkpoint()?;
-    Ok(init)
+    )
 }
 
 /// Between clone and exec: place the fds, then become `/proc/self/exe init`.
 /// Each step goes to run over the socket, which is how its lines appear
 /// under init in the trace.
-fn child_exec(
-    exe: &CString,
-    argv: &[CString],
-    envp: &[CString],
-    fds: &[(RawFd, RawFd)],
-    stdin: Stdin,
-    init_end: &OwnedFd,
-    exec_step: &str,
-) -> ! {
+pub(crate) fn child_exec(plan: &InitExec, init_end: &OwnedFd) -> ! {
+    let InitExec {
+        exe,
+        argv,
+        envp,
+        fds,
+        stdin,
+        step: exec_step,
+    } = plan;
+    let (fds, stdin, exec_step) = (fds.as_slice(), *stdin, exec_step.as_str());
     trace::forked_child();
     sync::adopt(init_end.as_raw_fd());
     let outcome = (|| -> Result<()> {
@@ -279,8 +315,10 @@ impl InitProcess {
                     self.channel.send(&Msg::Go)?;
                 }
                 Msg::Failed { message, exit_code } => failure = Some((message, exit_code)),
-                Msg::Go | Msg::Config { .. } => {
-                    return Err(Error::Protocol("init sent a message run sends".into()))
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "init sent {other:?} while it set up"
+                    )))
                 }
             }
         }

@@ -42,6 +42,14 @@ pub enum Msg {
     },
     ReadyToExec,
     Go,
+    /// Stage 10, the child: "I am in a new user namespace: write my maps".
+    UsernsReady,
+    /// run → the child: the maps are written.
+    MapsWritten,
+    /// The child → run: the grandchild, which will be init, has this host pid.
+    Grandchild {
+        host_pid: i32,
+    },
     Failed {
         message: String,
         exit_code: u8,
@@ -325,6 +333,24 @@ impl RunLink {
 pub fn adopt(fd: RawFd) {
     RUN_LINK_FD.store(fd, Ordering::SeqCst);
     trace::set_sink("init", Some(Box::new(ForwardSink::new(fd))));
+}
+
+/// Send `msg` on the adopted end (the child of stage 10 talks to run so).
+pub fn send_to_run(msg: &Msg) -> Result<()> {
+    let fd = RUN_LINK_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        return Err(Error::Protocol("not connected to run".into()));
+    }
+    send_on(fd, msg)
+}
+
+/// The next message from run on the adopted end.
+pub fn recv_from_run() -> Result<Option<Msg>> {
+    let fd = RUN_LINK_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        return Err(Error::Protocol("not connected to run".into()));
+    }
+    recv_on(fd)
 }
 
 /// Called by init (or the child before it becomes init) when it gives up:
