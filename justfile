@@ -93,6 +93,8 @@ test-host: rootfs
     cargo clippy --workspace --all-targets -- -D warnings
     cargo build --workspace
     {{sudo}} env "PATH=$PATH" cargo test --workspace
+    @# Runs keep their parent cgroup for the next run; the test processes' own go now.
+    {{sudo}} find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -depth -type d -name 'minibox-test-*' -exec rmdir {} + 2>/dev/null || true
 
 # The same suite in qemu VMs: pure cgroup v2 with a shared / (what students run), and cgroup v1
 vm-test *FLAGS: rootfs

@@ -181,7 +181,7 @@ impl ConfigPipe {
 /// init's side: read the config from `fd` until run closes the write end.
 pub fn receive(fd: RawFd) -> Result<InitConfig> {
     // SAFETY: run placed the pipe's read end at `fd` for us (see
-    // `process::spawn_init`); nothing else in init owns it.
+    // `process::Spawn::start`); nothing else in init owns it.
     let pipe = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut bytes = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];

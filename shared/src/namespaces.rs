@@ -1,7 +1,7 @@
 //! Namespaces: which ones a container gets, its host name, and joining a
 //! running container's namespaces (`exec`).
 //!
-//! Creating them happens in [`crate::process::spawn_init`]: a new PID
+//! Creating them happens in [`crate::process::Spawn::start`]: a new PID
 //! namespace only applies to children, so the namespaces are created
 //! together with init by `clone`.
 

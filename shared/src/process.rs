@@ -34,16 +34,64 @@ pub enum Stdin {
     Null,
 }
 
-/// How to start init.
+/// How to start init: `Spawn::new(…)`, then what each stage adds
+/// (`.pass_fd` in 03, `.into_cgroup` in 05, `.in_user_namespace` in 10),
+/// then `.start()`.
 pub struct Spawn<'a> {
     /// `CLONE_NEW*` flags: which namespaces init gets.
-    pub namespaces: CloneFlags,
+    namespaces: CloneFlags,
     /// Extra fds for init: (fd in run, fd number in init).
-    pub pass_fds: Vec<(BorrowedFd<'a>, RawFd)>,
-    pub stdin: Stdin,
+    pass_fds: Vec<(BorrowedFd<'a>, RawFd)>,
+    stdin: Stdin,
     /// With `-t` the terminal sends Ctrl-C/Ctrl-\ to the container itself,
     /// so run must not forward (and so double) them once it runs.
-    pub terminal: bool,
+    terminal: bool,
+    cgroup: Option<&'a crate::cgroups::Cgroup>,
+    user_namespace: Option<&'a crate::userns::IdMaps>,
+}
+
+impl<'a> Spawn<'a> {
+    pub fn new(namespaces: CloneFlags, stdin: Stdin, terminal: bool) -> Spawn<'a> {
+        Spawn {
+            namespaces,
+            pass_fds: Vec::new(),
+            stdin,
+            terminal,
+            cgroup: None,
+            user_namespace: None,
+        }
+    }
+
+    /// Give init `fd` as fd number `target`.
+    pub fn pass_fd(mut self, fd: BorrowedFd<'a>, target: RawFd) -> Spawn<'a> {
+        self.pass_fds.push((fd, target));
+        self
+    }
+
+    pub fn pass_fds(mut self, fds: Vec<(BorrowedFd<'a>, RawFd)>) -> Spawn<'a> {
+        self.pass_fds.extend(fds);
+        self
+    }
+
+    /// Stage 05: on cgroup v2, make init *born* in its cgroup
+    /// (`clone3(CLONE_INTO_CGROUP)`, Linux 5.7), so no migration is needed
+    /// later; elsewhere run moves it in by writing `cgroup.procs`.
+    pub fn into_cgroup(mut self, cgroup: &'a crate::cgroups::Cgroup) -> Spawn<'a> {
+        self.cgroup = Some(cgroup);
+        self
+    }
+
+    /// Stage 10: a new user namespace with `maps`, made by runc's three
+    /// processes (see [`crate::userns::nsexec`]) instead of one clone.
+    pub fn in_user_namespace(mut self, maps: &'a crate::userns::IdMaps) -> Spawn<'a> {
+        self.user_namespace = Some(maps);
+        self
+    }
+
+    /// Create init and exec `/proc/self/exe init` in it.
+    pub fn start(self) -> Result<InitProcess> {
+        spawn(self)
+    }
 }
 
 /// What the child does once it may become init: built before any fork,
@@ -67,17 +115,7 @@ pub struct InitProcess {
 }
 
 /// Clone init into new namespaces and exec `/proc/self/exe init` in it.
-pub fn spawn_init(spec: Spawn<'_>) -> Result<InitProcess> {
-    spawn(spec, None)
-}
-
-/// Stage 10: the same, in a new user namespace with `maps`, made by runc's
-/// three processes (see [`crate::userns::nsexec`]) instead of one clone.
-pub fn spawn_init_in_userns(spec: Spawn<'_>, maps: &crate::userns::IdMaps) -> Result<InitProcess> {
-    spawn(spec, Some(maps))
-}
-
-fn spawn(spec: Spawn<'_>, user_namespace: Option<&crate::userns::IdMaps>) -> Result<InitProcess> {
+fn spawn(spec: Spawn<'_>) -> Result<InitProcess> {
     catch_signals();
     checkpoint()?;
     let (run_end, init_end) = Channel::pair()?;
@@ -104,11 +142,13 @@ fn spawn(spec: Spawn<'_>, user_namespace: Option<&crate::userns::IdMaps>) -> Res
     };
     TERMINAL.store(spec.terminal, Ordering::SeqCst);
 
-    let pid = match user_namespace {
-        Some(maps) => {
+    let unified_cgroup = spec.cgroup.and_then(|c| c.unified_dir());
+    let pid = match (spec.user_namespace, unified_cgroup) {
+        (Some(maps), _) => {
             crate::userns::nsexec::spawn(spec.namespaces, maps, &plan, &run_end, &init_end)?
         }
-        None => clone_init(spec.namespaces, &plan, &init_end)?,
+        (None, Some(dir)) => clone3_into_cgroup(spec.namespaces, &dir, &plan, &init_end)?,
+        (None, None) => clone_init(spec.namespaces, &plan, &init_end)?,
     };
     INIT_PID.store(pid.as_raw(), Ordering::SeqCst);
     trace::init_started(pid.as_raw());
@@ -151,6 +191,91 @@ fn clone_init(flags: CloneFlags, plan: &InitExec, init_end: &OwnedFd) -> Result<
         Errno::result(ret).map(|pid| Pid::from_raw(pid as i32)),
         |pid| Some(format!("host pid {pid}")),
     )
+}
+
+/// `struct clone_args` of `clone3(2)`, up to the `cgroup` field (Linux 5.7).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `clone3` with `CLONE_INTO_CGROUP`: init is a member of its cgroup from
+/// its first instruction, and no `cgroup.procs` write (which on v1 waits
+/// for an RCU grace period) is needed. A kernel without it (ENOSYS before
+/// 5.3, E2BIG/EINVAL before 5.7) gets the plain clone, and says so.
+fn clone3_into_cgroup(
+    flags: CloneFlags,
+    dir: &std::path::Path,
+    plan: &InitExec,
+    init_end: &OwnedFd,
+) -> Result<Pid> {
+    let cgroup = trace::step_shows(
+        format!(
+            "open({:?}, O_RDONLY|O_DIRECTORY)",
+            dir.display().to_string()
+        ),
+        nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ),
+        |fd| Some(format!("fd {fd}")),
+    )?;
+    // SAFETY: open just returned this fd to us alone.
+    let cgroup = unsafe { OwnedFd::from_raw_fd(cgroup) };
+    let args = CloneArgs {
+        flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    let step = format!(
+        "clone3({{{}|CLONE_INTO_CGROUP, cgroup: fd {}, exit_signal: SIGCHLD}})",
+        trace::flag_names(&flags),
+        cgroup.as_raw_fd()
+    );
+    // SAFETY: as for clone above (a NULL stack: fork semantics in a
+    // single-threaded process); `args` outlives the call and its size is
+    // passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret == 0 {
+        drop(cgroup);
+        child_exec(plan, init_end);
+    }
+    match Errno::result(ret) {
+        Err(errno @ (Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL)) => {
+            trace::failed(&step, errno);
+            trace::note(
+                "clone3 with CLONE_INTO_CGROUP unavailable",
+                Some("plain clone; run moves init into its cgroup".into()),
+            );
+            clone_init(flags, plan, init_end)
+        }
+        result => trace::step_shows(step, result.map(|pid| Pid::from_raw(pid as i32)), |pid| {
+            Some(format!("host pid {pid}"))
+        }),
+    }
 }
 
 /// Between clone and exec: place the fds, then become `/proc/self/exe init`.

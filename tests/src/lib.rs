@@ -71,6 +71,20 @@ pub fn host_root_stages(
 ) {
 }
 
+/// The stages with cgroup limits (05 on).
+#[template]
+#[export]
+#[rstest]
+pub fn limited_stages(
+    #[values(
+        minibox_tests::STAGES[4],
+        minibox_tests::STAGES[5],
+        minibox_tests::STAGES[6]
+    )]
+    stage: &str,
+) {
+}
+
 /// The stages with a root of their own (04 on).
 #[template]
 #[export]
@@ -98,6 +112,7 @@ pub fn test_env() -> &'static TestEnv {
     static ENV: std::sync::OnceLock<TestEnv> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         remove_dead_test_roots();
+        remove_dead_test_cgroups();
         let tag = format!("minibox-test-{}", std::process::id());
         let root = std::env::temp_dir().join(&tag);
         std::fs::create_dir_all(&root).expect("create the test state root");
@@ -106,6 +121,45 @@ pub fn test_env() -> &'static TestEnv {
             cgroup_parent: tag,
         }
     })
+}
+
+/// Earlier test processes' cgroup parents (`minibox-test-PID…`), once
+/// those processes are gone: runs keep their parent cgroup for the next
+/// run, as docker does, so a finished test process leaves its parents.
+fn remove_dead_test_cgroups() {
+    let mut trees = vec![PathBuf::from("/sys/fs/cgroup")];
+    for entry in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        trees.push(entry.path());
+    }
+    for tree in trees {
+        for entry in std::fs::read_dir(&tree).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("minibox-test-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                remove_cgroup_tree(&entry.path());
+            }
+        }
+    }
+}
+
+/// rmdir a cgroup and its children, deepest first (only empty ones go).
+fn remove_cgroup_tree(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().is_dir() {
+            remove_cgroup_tree(&entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Earlier test processes' state roots, once those processes are gone.
@@ -359,13 +413,16 @@ pub fn cgroup_leaf_dirs(events: &[serde_json::Value]) -> Vec<PathBuf> {
         .collect()
 }
 
-/// init's host pid, from the trace's `clone` step.
+/// init's host pid, from the trace: the result `host pid N` of the step
+/// that made it (`clone`, `clone3`, or stage 10's child's `fork`).
 pub fn init_host_pid(events: &[serde_json::Value]) -> Option<i32> {
     events
         .iter()
-        .find(|e| e["step"].as_str().is_some_and(|s| s.starts_with("clone(")))
-        .and_then(|e| e["result"].as_str())
-        .and_then(|r| r.strip_prefix("host pid "))
+        .filter_map(|e| e["result"].as_str())
+        .find_map(|r| {
+            r.strip_prefix("host pid ")
+                .or_else(|| r.strip_prefix("grandchild host pid "))
+        })
         .and_then(|pid| pid.parse().ok())
 }
 

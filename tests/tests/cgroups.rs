@@ -1,8 +1,8 @@
 //! Stage 05: limits written into cgroups, and enforced by the kernel.
 
 use minibox_tests::{
-    cgroup_leaf_dirs, cgroup_mode, init_host_pid, json_events, require_root, run_stage,
-    stage_command, stderr, stdout, test_env, Container,
+    apply, cgroup_leaf_dirs, cgroup_mode, init_host_pid, json_events, limited_stages, require_root,
+    run_stage, stage_command, stderr, stdout, test_env, Container,
 };
 use predicates::prelude::*;
 use rstest::rstest;
@@ -333,4 +333,14 @@ fn bad_limits_are_refused_before_anything_is_made(#[case] flags: &[&str], #[case
         let dir = Path::new("/sys/fs/cgroup").join(tree).join(&parent);
         assert!(!dir.exists(), "{} was made", dir.display());
     }
+}
+
+/// init's own setup runs inside the container's limits (on v2 it is born
+/// in its cgroup, `clone3(CLONE_INTO_CGROUP)`): the smallest limits docker
+/// accepts, 6 MiB and one process, must still start the command.
+#[apply(limited_stages)]
+fn the_smallest_limits_still_start_the_container(stage: &str) {
+    require_root!();
+    let out = run_stage(stage, ["-m", "6m", "--pids-limit", "1", "echo", "started"]);
+    assert_eq!(stdout(&out), "started\n", "{}", stderr(&out));
 }

@@ -86,8 +86,9 @@ impl Sandbox {
     }
 
     /// Whatever the sandbox still holds: container directories, locks,
-    /// images' staging directories, cgroups.
-    fn leftovers(&self) -> Vec<String> {
+    /// cgroups (with `parents`, the parent cgroup itself, which runs keep
+    /// for the next run and only `cleanup` removes).
+    fn leftovers(&self, parents: bool) -> Vec<String> {
         let mut left = Vec::new();
         for sub in ["containers", "run/locks"] {
             let dir = self.root.path().join(sub);
@@ -96,7 +97,14 @@ impl Sandbox {
             }
         }
         for dir in self.cgroup_parents() {
-            left.push(dir.display().to_string());
+            if parents {
+                left.push(dir.display().to_string());
+            }
+            for leaf in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if leaf.path().is_dir() {
+                    left.push(leaf.path().display().to_string());
+                }
+            }
         }
         left
     }
@@ -280,7 +288,7 @@ fn kill_at_every_step(scenario: Scenario) {
             .expect("cleanup");
         assert!(cleaned.status.success(), "{point}: {}", stderr(&cleaned));
         assert_eq!(
-            sandbox.leftovers(),
+            sandbox.leftovers(true),
             Vec::<String>::new(),
             "{point}: cleanup left these"
         );
@@ -345,11 +353,14 @@ fn interrupt_at_every_step_before_start(scenario: Scenario) {
         );
         wait_until_empty(&sandbox);
         assert_eq!(
-            sandbox.leftovers(),
+            sandbox.leftovers(false),
             Vec::<String>::new(),
             "{point}: run left these"
         );
         assert_eq!(before, mountinfo(), "{point}: the mount table changed");
+        // The parent cgroup stays for the next run; remove it, so the next
+        // run makes it again and takes the same steps as the trial.
+        let _ = sandbox.command(scenario.stage).arg("cleanup").output();
         covered += 1;
     }
     eprintln!(

@@ -211,8 +211,6 @@ pub struct Cgroup {
     hierarchy: Hierarchy,
     /// `parent/id`, relative to each tree's root.
     relative: PathBuf,
-    /// Parent directories this run created, deepest last (removed if empty).
-    created_parents: Vec<PathBuf>,
     /// Removed already, or not ours to remove (an `exec` joining it).
     removed: bool,
 }
@@ -225,7 +223,6 @@ impl Cgroup {
         let mut cgroup = Cgroup {
             hierarchy,
             relative: Path::new(parent).join(id),
-            created_parents: Vec::new(),
             removed: false,
         };
         // Another container's `run` may remove an empty parent between our
@@ -267,7 +264,6 @@ impl Cgroup {
         Cgroup {
             hierarchy,
             relative: Path::new(parent).join(id),
-            created_parents: Vec::new(),
             removed: true,
         }
     }
@@ -283,6 +279,15 @@ impl Cgroup {
         match &self.hierarchy {
             Hierarchy::Unified { root } => vec![root.join(&self.relative)],
             Hierarchy::Legacy { .. } => self.v1_dirs().into_iter().map(|(_, dir)| dir).collect(),
+        }
+    }
+
+    /// The one directory on cgroup v2 (`None` on v1): where
+    /// `clone3(CLONE_INTO_CGROUP)` can put a new process.
+    pub fn unified_dir(&self) -> Option<PathBuf> {
+        match &self.hierarchy {
+            Hierarchy::Unified { root } => Some(root.join(&self.relative)),
+            Hierarchy::Legacy { .. } => None,
         }
     }
 
@@ -330,27 +335,38 @@ impl Cgroup {
         }
     }
 
-    /// mkdir a parent if missing; true if this call created it.
-    fn mkdir_parent(&mut self, dir: &Path) -> Result<bool> {
+    /// mkdir a parent if missing (a concurrent run may make it first).
+    fn mkdir_parent(&mut self, dir: &Path) -> Result<()> {
         if dir.is_dir() {
-            return Ok(false);
+            return Ok(());
         }
         match mkdir(dir) {
-            Ok(()) => {
-                self.created_parents.push(dir.to_path_buf());
-                Ok(true)
-            }
             Err(Error::Sys {
                 errno: Errno::EEXIST,
                 ..
-            }) => Ok(false),
-            Err(err) => Err(err),
+            }) => Ok(()),
+            other => other,
         }
     }
 
-    /// Move `pid` into the cgroup (every tree of it, in v1).
+    /// Move `pid` into the cgroup (every tree of it, in v1). A process
+    /// born in it (`clone3(CLONE_INTO_CGROUP)` on v2) is already there.
     pub fn add_process(&self, pid: nix::unistd::Pid) -> Result<()> {
         process::checkpoint()?;
+        if let Some(dir) = self.unified_dir() {
+            let path = format!("/proc/{pid}/cgroup");
+            let want = format!("0::/{}", self.relative.display());
+            if fs::read_to_string(&path).is_ok_and(|c| c.lines().any(|l| l == want)) {
+                trace::note(
+                    format!("read {path}"),
+                    Some(format!(
+                        "{want}: born in {} (CLONE_INTO_CGROUP)",
+                        dir.display()
+                    )),
+                );
+                return Ok(());
+            }
+        }
         for dir in self.dirs() {
             write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
@@ -403,8 +419,8 @@ impl Cgroup {
         }
     }
 
-    /// Empty the cgroup (SIGKILL whatever is left), remove its directories,
-    /// and the parents this run created if they are now empty.
+    /// Empty the cgroup (SIGKILL whatever is left) and remove its
+    /// directories.
     pub fn remove(&mut self) -> Result<()> {
         if self.removed {
             return Ok(());
@@ -419,24 +435,10 @@ impl Cgroup {
                 first_error.get_or_insert(err);
             }
         }
-        // Parents go too once empty, deepest first, if this run made them or
-        // they carry minibox's name (a parent shared by concurrent runs is
-        // removed by whichever finishes last). Never anyone else's directory.
-        for dir in self.dirs() {
-            let mut parent = dir.parent().map(Path::to_path_buf);
-            while let Some(current) = parent {
-                let ours = self.created_parents.contains(&current)
-                    || current
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(DEFAULT_PARENT));
-                // ENOTEMPTY/EBUSY: another container still uses it.
-                if !ours || fs::remove_dir(&current).is_err() {
-                    break;
-                }
-                trace::note(format!("rmdir({:?})", current.display().to_string()), None);
-                parent = current.parent().map(Path::to_path_buf);
-            }
-        }
+        // The parents stay, with the controllers enabled in them on v2, for
+        // the next run (docker keeps its parent the same way): removing and
+        // re-making them on every run is work, and a race with concurrent
+        // runs. `cleanup` removes them once empty.
         first_error.map_or(Ok(()), Err)
     }
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser};
 use minibox::cli::{self, RunOptions};
 use minibox::config::InitConfig;
-use minibox::process::{self, Exit, Spawn};
+use minibox::process::{Exit, Spawn};
 use minibox::sync::RunLink;
 use minibox::{command, id, mounts, namespaces, trace};
 use std::convert::Infallible;
@@ -58,13 +58,9 @@ fn run(args: RunArgs) -> Result<Exit> {
     let mut config = InitConfig::new(args.options.trace, hostname, args.command);
     config.env = command::container_env(&config.hostname, args.options.terminal());
 
-    let mut init = process::spawn_init(Spawn {
-        namespaces: namespaces::CONTAINER,
-        pass_fds: vec![],
-        stdin,
-        terminal: args.options.terminal(),
-    })
-    .context("cannot start the container")?;
+    let mut init = Spawn::new(namespaces::CONTAINER, stdin, args.options.terminal())
+        .start()
+        .context("cannot start the container")?;
     init.send_config(&config)?;
 
     init.wait_for_exec()?;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser};
 use minibox::cli::{self, RunOptions};
 use minibox::config::{self, ConfigPipe, InitConfig, CONFIG_FD};
-use minibox::process::{self, Exit, Spawn};
+use minibox::process::{Exit, Spawn};
 use minibox::sync::RunLink;
 use minibox::{command, id, mounts, namespaces, rootfs, trace};
 use std::convert::Infallible;
@@ -64,13 +64,10 @@ fn run(args: RunArgs) -> Result<Exit> {
     config.root = Some(rootfs::resolve(args.rootfs.as_deref())?);
 
     let config_pipe = ConfigPipe::new()?;
-    let mut init = process::spawn_init(Spawn {
-        namespaces: namespaces::CONTAINER,
-        pass_fds: vec![(config_pipe.read_end(), CONFIG_FD)],
-        stdin,
-        terminal: args.options.terminal(),
-    })
-    .context("cannot start the container")?;
+    let mut init = Spawn::new(namespaces::CONTAINER, stdin, args.options.terminal())
+        .pass_fd(config_pipe.read_end(), CONFIG_FD)
+        .start()
+        .context("cannot start the container")?;
     config_pipe.send(&config)?;
 
     init.wait_for_exec()?;

@@ -88,13 +88,11 @@ fn run(args: RunArgs) -> Result<Exit> {
     let mut cgroup = Cgroup::create(hierarchy, &args.resources.cgroup_parent, &id, &limits)?;
 
     let config_pipe = ConfigPipe::new()?;
-    let mut init = process::spawn_init(Spawn {
-        namespaces: namespaces::CONTAINER,
-        pass_fds: vec![(config_pipe.read_end(), CONFIG_FD)],
-        stdin,
-        terminal: args.options.terminal(),
-    })
-    .context("cannot start the container")?;
+    let mut init = Spawn::new(namespaces::CONTAINER, stdin, args.options.terminal())
+        .pass_fd(config_pipe.read_end(), CONFIG_FD)
+        .into_cgroup(&cgroup)
+        .start()
+        .context("cannot start the container")?;
     config_pipe.send(&config)?;
     cgroup.add_process(init.pid)?;
     init.release()?;

@@ -91,13 +91,11 @@ fn run(args: RunArgs) -> Result<Exit> {
     config.volumes = args.image.volumes.clone();
 
     let config_pipe = ConfigPipe::new()?;
-    let mut init = process::spawn_init(Spawn {
-        namespaces: namespaces::CONTAINER,
-        pass_fds: vec![(config_pipe.read_end(), CONFIG_FD)],
-        stdin,
-        terminal: args.options.terminal(),
-    })
-    .context("cannot start the container")?;
+    let mut init = Spawn::new(namespaces::CONTAINER, stdin, args.options.terminal())
+        .pass_fd(config_pipe.read_end(), CONFIG_FD)
+        .into_cgroup(&cgroup)
+        .start()
+        .context("cannot start the container")?;
     config_pipe.send(&config)?;
     cgroup.add_process(init.pid)?;
     init.release()?;

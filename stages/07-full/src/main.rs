@@ -119,17 +119,12 @@ fn run(args: RunArgs) -> Result<Exit> {
         .transpose()?;
 
     let config_pipe = ConfigPipe::new()?;
-    let mut init = process::spawn_init(Spawn {
-        namespaces: namespaces::CONTAINER,
-        pass_fds: [
-            vec![(config_pipe.read_end(), CONFIG_FD)],
-            container::log_fds(log.as_ref()),
-        ]
-        .concat(),
-        stdin,
-        terminal: args.options.terminal(),
-    })
-    .context("cannot start the container")?;
+    let mut init = Spawn::new(namespaces::CONTAINER, stdin, args.options.terminal())
+        .pass_fd(config_pipe.read_end(), CONFIG_FD)
+        .pass_fds(container::log_fds(log.as_ref()))
+        .into_cgroup(&cgroup)
+        .start()
+        .context("cannot start the container")?;
     config_pipe.send(&config)?;
     cgroup.add_process(init.pid)?;
     init.release()?;
