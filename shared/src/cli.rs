@@ -8,6 +8,7 @@
 //! | [`ResourceOptions`] | 05    | `-m`, `--cpus`, `--pids-limit`, …            |
 //! | [`ImageArgs`]       | 06    | `IMAGE [COMMAND]`, `--rootfs`, `-v`          |
 //! | [`ContainerOptions`]| 07    | `-d`, `--name`, `-e`, `--env-file`, `--rm`   |
+//! | [`NetworkOptions`]  | 08    | `--network`, `-p`                            |
 
 use crate::cgroups::{self, limits, Limits};
 use crate::container::state;
@@ -298,6 +299,12 @@ pub fn finish_run(result: anyhow::Result<Exit>) -> ExitCode {
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(err) => {
+            // Asked to stop before the container started, run SIGKILLed
+            // init; whatever failed after that failed because of it.
+            let err = match crate::process::checkpoint() {
+                Err(interrupted) if !is_interrupted(&err) => anyhow::Error::from(interrupted),
+                _ => err,
+            };
             let failed_step = err
                 .chain()
                 .any(|cause| matches!(cause.downcast_ref::<Error>(), Some(Error::Sys { .. })));
@@ -322,8 +329,70 @@ pub fn finish_init(result: anyhow::Result<Infallible>) -> ExitCode {
     ExitCode::from(code)
 }
 
+fn is_interrupted(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| matches!(cause.downcast_ref::<Error>(), Some(Error::Interrupted(_))))
+}
+
 fn exit_code_of(err: &anyhow::Error) -> u8 {
     err.chain()
         .find_map(|cause| cause.downcast_ref::<Error>())
         .map_or(EXIT_MINIBOX_FAILED, Error::exit_code)
+}
+
+/// Stage 08 on: the container's network.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetworkOptions {
+    /// bridge (default), none, host, container:NAME, or a network made with `network create`
+    #[arg(long, value_name = "MODE", default_value = "bridge", value_parser = crate::network::parse_mode)]
+    pub network: crate::network::Mode,
+    /// Publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] (repeatable)
+    #[arg(short, long = "publish", value_name = "SPEC", value_parser = crate::network::ports::parse_publish)]
+    pub publish: Vec<crate::network::ports::PortMapping>,
+}
+
+impl NetworkOptions {
+    /// `-p` needs a network of the container's own to publish from.
+    pub fn check(&self) -> Result<(), Error> {
+        if !self.publish.is_empty() && !matches!(self.network, crate::network::Mode::Network(_)) {
+            return Err(Error::Usage(
+                "-p publishes ports of a bridge network: it does not mix with --network none, host or container:".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The namespaces init is born in, for this network mode.
+    pub fn namespaces(&self, all: nix::sched::CloneFlags) -> nix::sched::CloneFlags {
+        self.network.namespaces(all)
+    }
+
+    /// Before init exists: an address and the published ports on a bridge
+    /// network (`None` for the other modes).
+    pub fn plan(
+        &self,
+        id: &str,
+        name: &str,
+        hostname: &str,
+    ) -> Result<Option<crate::network::Plan>, Error> {
+        match &self.network {
+            crate::network::Mode::Network(net) => {
+                crate::network::plan(net, id, name, hostname, &self.publish).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// `container:NAME`: that container's network namespace, to pass to init.
+    pub fn shared_namespace(&self) -> Result<Option<std::os::fd::OwnedFd>, Error> {
+        let crate::network::Mode::Container(name) = &self.network else {
+            return Ok(None);
+        };
+        let other = state::find(name)?;
+        let init = other
+            .init
+            .filter(|i| i.is_alive())
+            .ok_or_else(|| Error::NotRunning(other.name.clone()))?;
+        namespaces::open_network_of(init.pid).map(Some)
+    }
 }

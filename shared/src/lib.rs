@@ -22,6 +22,7 @@
 //! | [`layer`]      | 06    | the overlayfs layer a container writes to               |
 //! | [`volumes`]    | 06    | `-v HOST:CONTAINER[:ro]`, resolved inside the root      |
 //! | [`container`]  | 07    | records, the monitor, ps/logs/exec/stop/rm/commit       |
+//! | [`network`]    | 08    | bridge, veth, addresses, NAT, published ports           |
 //! | [`userns`]     | 10    | user namespaces: id maps, runc's three processes         |
 //! | [`cli`]        | all   | flag groups that stages compose, exit codes             |
 //!
@@ -40,6 +41,7 @@ pub mod layer;
 pub mod lock;
 pub mod mounts;
 pub mod namespaces;
+pub mod network;
 pub mod paths;
 pub mod process;
 pub mod rootfs;
