@@ -10,6 +10,8 @@ Pages with no English original (the glossary, the tutorial map) say
 `<!-- source: none -->`.
 
     zh_sync.py check          one line per problem, naming the page; exit 1 if any
+    zh_sync.py diff PAGE...   what changed in the English page since the version
+                              the translation was stamped with (found in git history)
     zh_sync.py stamp PAGE...  record the current English hash in PAGE's header,
                               after its translation has been brought up to date
 
@@ -20,7 +22,8 @@ page whose English original is gone; a page missing from the Chinese
 SUMMARY.md; an `{{#include}}` that does not resolve, or a set of included
 files (snapshots, traces) that differs from the English page's; a section
 anchor of the English page (`#what-goes-wrong-without-this-step`) that the
-Chinese page lacks, and a link in the Chinese book to a page or anchor that
+Chinese page lacks; a code block that differs from the English page's (code,
+commands and traces stay untranslated); and a link in the Chinese book to a page or anchor that
 does not exist there.
 
 `--root DIR` works on another checkout (the tests use a temporary copy).
@@ -29,6 +32,7 @@ Standard library only.
 import argparse
 import hashlib
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -83,6 +87,27 @@ def prose_lines(text: str):
             continue
         if fenced is None:
             yield line
+
+
+def code_blocks(page: Path, text: str):
+    """The fenced code blocks of a page, each as its lines without the
+    indentation, with an include replaced by the file it resolves to (the
+    Chinese pages sit one directory deeper)."""
+    blocks, current, fenced = [], None, None
+    for line in text.splitlines():
+        m = FENCE.match(line)
+        if m and (fenced is None or m.group(1) == fenced and line.strip() == fenced):
+            if fenced is None:
+                fenced, current = m.group(1), [line.strip()]
+            else:
+                blocks.append(current)
+                fenced, current = None, None
+            continue
+        if fenced is not None:
+            current.append(INCLUDE.sub(
+                lambda i: "{{#include %s%s}}" % ((page.parent / i.group(1)).resolve(), i.group(2)),
+                line.strip()))
+    return blocks
 
 
 def slug(heading: str) -> str:
@@ -148,6 +173,10 @@ def check(book: Book) -> list:
         zh_path, text = book.zh / name, zh_texts[name]
         en_path = book.en / name
         header = header_of(text)
+        if len(text.strip().splitlines()) <= 1:
+            problem(zh_path, "empty: not translated yet (mdBook creates a listed page that "
+                    "does not exist; create-missing is off in docs/zh/book.toml)")
+            continue
         if header is None:
             problem(zh_path, "no source header: the first line must be "
                     f"<!-- source: src/{name} sha256:<hex> --> or <!-- source: none -->")
@@ -164,7 +193,8 @@ def check(book: Book) -> list:
             if header.group("hash") != now:
                 problem(zh_path, f"stale: docs/src/{name} changed since it was translated "
                         f"(recorded sha256 {header.group('hash')[:12]}…, now {now[:12]}…); "
-                        f"update the translation, then run: python3 tests/tools/zh_sync.py stamp {name}")
+                        f"see python3 tests/tools/zh_sync.py diff {name}, update the translation, "
+                        f"then run: python3 tests/tools/zh_sync.py stamp {name}")
 
         # The same snapshot files as the English page, resolved from one level deeper.
         zh_inc = includes(zh_path, text)
@@ -184,6 +214,15 @@ def check(book: Book) -> list:
                     ) if part
                 ) or "the same files in another order"
                 problem(zh_path, f"includes differ from docs/src/{name}: {detail}")
+            # Commands, code and traces stay exactly as in English.
+            en_code, zh_code = code_blocks(en_path, en_text), code_blocks(zh_path, text)
+            if len(en_code) != len(zh_code):
+                problem(zh_path, f"has {len(zh_code)} code blocks, docs/src/{name} has {len(en_code)}")
+            else:
+                for n, (en_block, zh_block) in enumerate(zip(en_code, zh_code), 1):
+                    if en_block != zh_block:
+                        problem(zh_path, f"code block {n} ({en_block[0]}…) differs from "
+                                f"docs/src/{name}'s: code blocks stay untranslated")
             # Section anchors stay the English ones, so links work in both books.
             for ident, line in anchors(en_text)[1]:
                 if ident not in zh_anchors[name]:
@@ -248,6 +287,38 @@ def stamp(book: Book, pages) -> int:
     return status
 
 
+def diff(book: Book, pages) -> int:
+    """Show how each English page differs from the version its translation
+    was stamped with: the newest commit whose copy has the recorded hash."""
+    status = 0
+    for page in pages:
+        name = zh_name(book, page)
+        zh_path, en_rel = book.zh / name, f"docs/src/{name}"
+        header = header_of(zh_path.read_text(encoding="utf-8")) if zh_path.is_file() else None
+        if header is None or not header.group("hash"):
+            print(f"{book.rel(zh_path)}: no recorded English hash", file=sys.stderr)
+            status = 1
+            continue
+        git = ["git", "-C", str(book.root)]
+        log = subprocess.run(git + ["log", "--format=%H", "--", en_rel],
+                             capture_output=True, text=True)
+        found = None
+        for commit in log.stdout.split():
+            blob = subprocess.run(git + ["show", f"{commit}:{en_rel}"], capture_output=True)
+            if blob.returncode == 0 and hashlib.sha256(blob.stdout).hexdigest() == header.group("hash"):
+                found = commit
+                break
+        if found is None:
+            print(f"{book.rel(zh_path)}: no commit of {en_rel} has sha256 "
+                  f"{header.group('hash')[:12]}… (uncommitted, or history not available)",
+                  file=sys.stderr)
+            status = 1
+            continue
+        print(f"# {en_rel}: translated from {found[:12]}, changes since:", flush=True)
+        subprocess.run(git + ["--no-pager", "diff", "--word-diff", found, "--", en_rel])
+    return status
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2],
@@ -257,10 +328,14 @@ def main() -> int:
     stamp_cmd = sub.add_parser("stamp", help="record the current English hash in pages' headers")
     stamp_cmd.add_argument("pages", nargs="+", metavar="PAGE",
                            help="stage-02-proc-mount.md, or a path ending in it")
+    diff_cmd = sub.add_parser("diff", help="the English changes a stale page has not caught up with")
+    diff_cmd.add_argument("pages", nargs="+", metavar="PAGE")
     args = parser.parse_args()
     book = Book(args.root.resolve())
     if args.command == "stamp":
         return stamp(book, args.pages)
+    if args.command == "diff":
+        return diff(book, args.pages)
     problems = check(book)
     for line in problems:
         print(line)
