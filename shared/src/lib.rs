@@ -22,6 +22,7 @@
 //! | [`layer`]      | 06    | the overlayfs layer a container writes to               |
 //! | [`volumes`]    | 06    | `-v HOST:CONTAINER[:ro]`, resolved inside the root      |
 //! | [`container`]  | 07    | records, the monitor, ps/logs/exec/stop/rm/commit       |
+//! | [`security`]   | 09    | least privilege: the seccomp filter                     |
 //! | [`userns`]     | 10    | user namespaces: id maps, runc's three processes         |
 //! | [`cli`]        | all   | flag groups that stages compose, exit codes             |
 //!
@@ -43,6 +44,7 @@ pub mod namespaces;
 pub mod paths;
 pub mod process;
 pub mod rootfs;
+pub mod security;
 pub mod sync;
 pub mod trace;
 pub mod userns;
