@@ -71,13 +71,17 @@
 //!
 //! ## Loading
 //!
-//! The kernel accepts a filter only from a process that has set
+//! The kernel accepts a filter only from a thread that has set
 //! `no_new_privs` or holds `CAP_SYS_ADMIN` in its user namespace; otherwise
-//! a filter could fool a setuid program. [`Filter::load`] sets neither: the
-//! caller orders init's last steps. It must come after everything the filter
-//! would refuse (mounts, `sethostname`, dropping capabilities: `capset` is
-//! allowed, but init's own `mount` calls are not) and just before `execve`,
-//! which the default profile allows.
+//! a filter could fool a setuid program. [`Filter::load`] sets neither and
+//! sets no other state: the caller orders init's last steps, as runc does.
+//! Everything the filter would refuse (mounts, `pivot_root`, `sethostname`)
+//! comes first. Then, with `no_new_privs` asked for: drop capabilities, set
+//! it, load the filter, `execve`. Without it: load the filter while init
+//! still holds `CAP_SYS_ADMIN`, *then* drop capabilities and change user
+//! (`capset`, `setgroups`, `setres[ug]id`, `prctl` and `execve` are all in
+//! docker's allowlist). Load it on the thread that will `execve`, while it
+//! is the only one.
 
 use crate::error::{Error, Result};
 use crate::trace;
