@@ -101,6 +101,11 @@ pub enum Error {
 
     #[error("image {name:?} is used by container {container}: remove the container first")]
     ImageInUse { name: String, container: String },
+
+    /// A seccomp profile, capability name or `--security-opt` that cannot
+    /// be used; the message names the file or the option.
+    #[error(transparent)]
+    Seccomp(#[from] crate::security::seccomp::SeccompError),
 }
 
 impl Error {

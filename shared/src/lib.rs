@@ -23,6 +23,7 @@
 //! | [`volumes`]    | 06    | `-v HOST:CONTAINER[:ro]`, resolved inside the root      |
 //! | [`container`]  | 07    | records, the monitor, ps/logs/exec/stop/rm/commit       |
 //! | [`network`]    | 08    | bridge, veth, addresses, NAT, published ports           |
+//! | [`security`]   | 09    | capabilities, seccomp, masked paths, users, devices     |
 //! | [`userns`]     | 10    | user namespaces: id maps, runc's three processes         |
 //! | [`cli`]        | all   | flag groups that stages compose, exit codes             |
 //!
@@ -45,6 +46,7 @@ pub mod network;
 pub mod paths;
 pub mod process;
 pub mod rootfs;
+pub mod security;
 pub mod sync;
 pub mod trace;
 pub mod userns;

@@ -1,0 +1,3 @@
+//! Least privilege for the container's process (stage 09): what it may ask the kernel for.
+
+pub mod seccomp;
