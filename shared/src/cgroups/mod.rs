@@ -47,6 +47,9 @@ pub enum Controller {
     /// v1 only: v2 has `cgroup.freeze` in every cgroup. `commit` freezes
     /// the container while it reads its files.
     Freezer,
+    /// v1 only: v2 has no devices controller; a BPF program attached to the
+    /// cgroup does its work there (see `cgroups::devices`).
+    Devices,
 }
 
 impl Controller {
@@ -59,12 +62,13 @@ impl Controller {
     ];
 
     /// The v1 hierarchies a container joins.
-    pub const V1: [Controller; 5] = [
+    pub const V1: [Controller; 6] = [
         Controller::Cpu,
         Controller::Cpuset,
         Controller::Memory,
         Controller::Pids,
         Controller::Freezer,
+        Controller::Devices,
     ];
 
     /// The kernel's name (`memory`), as in mount options and
@@ -76,6 +80,7 @@ impl Controller {
             Controller::Memory => "memory",
             Controller::Pids => "pids",
             Controller::Freezer => "freezer",
+            Controller::Devices => "devices",
         }
     }
 }
