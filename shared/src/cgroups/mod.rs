@@ -18,6 +18,7 @@
 //! The mode is read from the file system (`statfs` magic and the mount
 //! table), never asked of the user. What the flags mean is in [`limits`].
 
+pub mod devices;
 pub mod limits;
 pub mod v1;
 pub mod v2;
@@ -48,7 +49,7 @@ pub enum Controller {
     /// the container while it reads its files.
     Freezer,
     /// v1 only: v2 has no devices controller; a BPF program attached to the
-    /// cgroup does its work there (see `cgroups::devices`).
+    /// cgroup does its work there (see [`devices`]).
     Devices,
 }
 

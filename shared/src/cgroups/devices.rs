@@ -1,0 +1,727 @@
+//! The devices cgroup: which device nodes a container may create and open.
+//!
+//! A device node is only a name for a number: `b 8:0` is the first disk
+//! whatever the file is called and wherever it lies. Root in a container
+//! keeps CAP_MKNOD by default (docker keeps it), so without this check
+//! `mknod /tmp/disk b 8 0` followed by `open("/tmp/disk")` reads the host's
+//! disk, however carefully `/dev` was filled. The kernel asks the
+//! container's cgroup on every `mknod` and every `open` of a device node:
+//!
+//! * **v1** ([`apply_v1`]): the `devices` controller keeps a default (allow
+//!   or deny everything) and a list of exceptions. Writing `a` into
+//!   `devices.deny` makes the default "deny" and empties the list; each line
+//!   written into `devices.allow` then adds an exception; `devices.list`
+//!   shows the result.
+//! * **v2** ([`attach_v2`]): there is no devices controller and no such
+//!   files. Instead a small eBPF program of type
+//!   `BPF_PROG_TYPE_CGROUP_DEVICE` is attached to the cgroup; the kernel
+//!   runs it with (type, major, minor, access) and it answers 1 (go on) or
+//!   0 (`EPERM`). [`Program::compile`] writes that program from the same
+//!   rules, and [`Program::run`] interprets it here, without the kernel.
+//!
+//! Rules ([`DeviceRule`]) are read the way v1's kernel applies writes to its
+//! files, one after the other ([`Policy`]), so both versions enforce the
+//! same thing. [`default_rules`] is docker's list; [`apply`] uses the right
+//! mechanism for a container's [`Cgroup`].
+
+use super::write;
+use crate::error::{describe, Error, Result};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The largest major number Linux has (12 bits).
+pub const MAX_MAJOR: u32 = (1 << 12) - 1;
+/// The largest minor number Linux has (20 bits).
+pub const MAX_MINOR: u32 = (1 << 20) - 1;
+
+/// A device's type, as the rules name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceKind {
+    /// `c`: a character device (a terminal, `/dev/null`, …).
+    Char,
+    /// `b`: a block device (a disk, a partition, a loop device).
+    Block,
+    /// `a`: every device; only in the rule that resets the whole list.
+    All,
+}
+
+impl DeviceKind {
+    /// The letter the v1 files and docker's flags use.
+    pub fn letter(self) -> char {
+        match self {
+            DeviceKind::Char => 'c',
+            DeviceKind::Block => 'b',
+            DeviceKind::All => 'a',
+        }
+    }
+
+    /// How the kernel tells a BPF program the type (`BPF_DEVCG_DEV_BLOCK`,
+    /// `BPF_DEVCG_DEV_CHAR`).
+    pub fn bpf_code(self) -> Option<u32> {
+        match self {
+            DeviceKind::Block => Some(1),
+            DeviceKind::Char => Some(2),
+            DeviceKind::All => None,
+        }
+    }
+}
+
+bitflags::bitflags! {
+    /// What is done to a device. The bits are the kernel's
+    /// `BPF_DEVCG_ACC_*` values: what a BPF program finds in the upper
+    /// half of `access_type`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct Access: u32 {
+        /// `m`: create a node for it (`mknod`).
+        const MKNOD = 1;
+        /// `r`: open it for reading.
+        const READ = 2;
+        /// `w`: open it for writing.
+        const WRITE = 4;
+    }
+}
+
+impl Access {
+    /// `rwm`, `r`, `mw`, …: each letter at most once.
+    pub fn parse(text: &str) -> std::result::Result<Access, String> {
+        let bad = || format!("access {text:?}: use r, w and m, each at most once");
+        let mut access = Access::empty();
+        for letter in text.chars() {
+            let bit = match letter {
+                'r' => Access::READ,
+                'w' => Access::WRITE,
+                'm' => Access::MKNOD,
+                _ => return Err(bad()),
+            };
+            if access.contains(bit) {
+                return Err(bad());
+            }
+            access |= bit;
+        }
+        if access.is_empty() {
+            return Err(bad());
+        }
+        Ok(access)
+    }
+}
+
+impl fmt::Display for Access {
+    /// Always in the order `rwm`, as `devices.list` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (bit, letter) in [
+            (Access::READ, 'r'),
+            (Access::WRITE, 'w'),
+            (Access::MKNOD, 'm'),
+        ] {
+            if self.contains(bit) {
+                write!(f, "{letter}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One device rule: allow or deny `access` to the devices of `kind` with
+/// these numbers (`None` stands for `*`, any number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceRule {
+    pub allow: bool,
+    pub kind: DeviceKind,
+    pub major: Option<u32>,
+    pub minor: Option<u32>,
+    pub access: Access,
+}
+
+impl DeviceRule {
+    /// Deny everything: the first rule of docker's list.
+    pub const DENY_ALL: DeviceRule = DeviceRule {
+        allow: false,
+        kind: DeviceKind::All,
+        major: None,
+        minor: None,
+        access: Access::all(),
+    };
+
+    /// Allow everything (`--privileged`).
+    pub const ALLOW_ALL: DeviceRule = DeviceRule {
+        allow: true,
+        ..DeviceRule::DENY_ALL
+    };
+
+    /// An allow rule.
+    pub const fn allow(
+        kind: DeviceKind,
+        major: Option<u32>,
+        minor: Option<u32>,
+        access: Access,
+    ) -> DeviceRule {
+        DeviceRule {
+            allow: true,
+            kind,
+            major,
+            minor,
+            access,
+        }
+    }
+
+    /// docker's `--device-cgroup-rule`: `TYPE MAJOR:MINOR ACCESS`, such as
+    /// `c 1:3 rwm`, `b 7:* r` or `a *:* rwm`, always an allow rule (docker
+    /// has no flag for deny rules).
+    pub fn parse(text: &str) -> std::result::Result<DeviceRule, String> {
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let [kind, numbers, access] = fields.as_slice() else {
+            return Err(format!(
+                "{text:?}: expected TYPE MAJOR:MINOR ACCESS, like \"c 1:3 rwm\""
+            ));
+        };
+        let kind = match *kind {
+            "c" => DeviceKind::Char,
+            "b" => DeviceKind::Block,
+            "a" => DeviceKind::All,
+            other => {
+                return Err(format!(
+                    "device type {other:?}: use c (char), b (block) or a (all)"
+                ))
+            }
+        };
+        let Some((major, minor)) = numbers.split_once(':') else {
+            return Err(format!("{numbers:?} is not MAJOR:MINOR (numbers or *)"));
+        };
+        let number = |text: &str, max: u32, what: &str| match text {
+            "*" => Ok(None),
+            _ => match text.parse::<u32>() {
+                Ok(n) if n <= max => Ok(Some(n)),
+                Ok(n) => Err(format!("{what} {n} is out of range (0-{max})")),
+                Err(_) => Err(format!("{numbers:?} is not MAJOR:MINOR (numbers or *)")),
+            },
+        };
+        let rule = DeviceRule::allow(
+            kind,
+            number(major, MAX_MAJOR, "major")?,
+            number(minor, MAX_MINOR, "minor")?,
+            Access::parse(access)?,
+        );
+        rule.check()?;
+        Ok(rule)
+    }
+
+    /// What the kernel would refuse, said before anything is written.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.kind == DeviceKind::All
+            && (self.major.is_some() || self.minor.is_some() || self.access != Access::all())
+        {
+            return Err(format!(
+                "{:?}: type a means every device and every access: write it as \"a *:* rwm\"",
+                self.line()
+            ));
+        }
+        if self.access.is_empty() {
+            return Err(format!("{:?}: the rule gives no access", self.line()));
+        }
+        if self.major.is_some_and(|m| m > MAX_MAJOR) || self.minor.is_some_and(|m| m > MAX_MINOR) {
+            return Err(format!(
+                "{:?}: majors go up to {MAX_MAJOR}, minors up to {MAX_MINOR}",
+                self.line()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The line v1's `devices.allow` and `devices.deny` take: `c 1:3 rwm`
+    /// (and `a` alone for every device).
+    pub fn line(&self) -> String {
+        if self.kind == DeviceKind::All {
+            return "a".into();
+        }
+        let number = |n: Option<u32>| n.map_or("*".to_string(), |n| n.to_string());
+        format!(
+            "{} {}:{} {}",
+            self.kind.letter(),
+            number(self.major),
+            number(self.minor),
+            self.access
+        )
+    }
+
+    /// Whether this rule names the device (type and numbers; not access).
+    pub fn names(&self, kind: DeviceKind, major: u32, minor: u32) -> bool {
+        (self.kind == DeviceKind::All || self.kind == kind)
+            && self.major.is_none_or(|m| m == major)
+            && self.minor.is_none_or(|m| m == minor)
+    }
+}
+
+impl fmt::Display for DeviceRule {
+    /// `allow c 1:3 rwm`, `deny a`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.allow { "allow" } else { "deny" };
+        write!(f, "{verb} {}", self.line())
+    }
+}
+
+/// The devices docker lets a container use, with what they are. docker
+/// writes a deny-all rule and six of these into its OCI spec (moby's
+/// `oci/defaults.go`), and runc appends its own built-in list (runc's
+/// `specconv.AllowedDevices`); this table is the union of the two.
+/// moby's spec also denies `c 10:229` (`/dev/fuse`), which changes nothing
+/// after "deny all", so it is left out. `c 10:200` (`/dev/net/tun`) is an
+/// accident of docker's history that runc 1.2.0 removed and 1.2.4 put back
+/// because users depended on it.
+pub const DOCKER_DEVICES: [(&str, DeviceRule); 12] = {
+    use DeviceKind::{Block, Char};
+    const RWM: Access = Access::all();
+    [
+        (
+            "mknod of any char device",
+            DeviceRule::allow(Char, None, None, Access::MKNOD),
+        ),
+        (
+            "mknod of any block device",
+            DeviceRule::allow(Block, None, None, Access::MKNOD),
+        ),
+        ("/dev/null", DeviceRule::allow(Char, Some(1), Some(3), RWM)),
+        ("/dev/zero", DeviceRule::allow(Char, Some(1), Some(5), RWM)),
+        ("/dev/full", DeviceRule::allow(Char, Some(1), Some(7), RWM)),
+        (
+            "/dev/random",
+            DeviceRule::allow(Char, Some(1), Some(8), RWM),
+        ),
+        (
+            "/dev/urandom",
+            DeviceRule::allow(Char, Some(1), Some(9), RWM),
+        ),
+        ("/dev/tty", DeviceRule::allow(Char, Some(5), Some(0), RWM)),
+        (
+            "/dev/console",
+            DeviceRule::allow(Char, Some(5), Some(1), RWM),
+        ),
+        ("/dev/ptmx", DeviceRule::allow(Char, Some(5), Some(2), RWM)),
+        ("/dev/pts/*", DeviceRule::allow(Char, Some(136), None, RWM)),
+        (
+            "/dev/net/tun",
+            DeviceRule::allow(Char, Some(10), Some(200), RWM),
+        ),
+    ]
+};
+
+/// docker's default: deny everything, then allow [`DOCKER_DEVICES`].
+/// Opening anything else, or any block device, fails with `EPERM`; creating
+/// nodes is allowed (opening them is what matters).
+pub fn default_rules() -> Vec<DeviceRule> {
+    std::iter::once(DeviceRule::DENY_ALL)
+        .chain(DOCKER_DEVICES.iter().map(|(_, rule)| *rule))
+        .collect()
+}
+
+/// `--privileged`: every device.
+pub fn privileged_rules() -> Vec<DeviceRule> {
+    vec![DeviceRule::ALLOW_ALL]
+}
+
+/// What a well-known device is (for the trace and the program's listing).
+pub fn well_known(rule: &DeviceRule) -> Option<&'static str> {
+    DOCKER_DEVICES
+        .iter()
+        .find(|(_, known)| {
+            known.kind == rule.kind && known.major == rule.major && known.minor == rule.minor
+        })
+        .map(|(name, _)| *name)
+}
+
+/// A host device handed to the container with docker's `--device
+/// HOST[:CONTAINER[:rwm]]`: the node to create inside and the rule that
+/// lets the container use it. The container's node copies the host node's
+/// permissions and owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostDevice {
+    pub host: PathBuf,
+    pub container: PathBuf,
+    pub kind: DeviceKind,
+    pub major: u32,
+    pub minor: u32,
+    pub access: Access,
+    /// The host node's permission bits (`0o660`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl HostDevice {
+    /// `/dev/fuse`, `/dev/sdb:/dev/xvdc`, `/dev/sdb:/dev/xvdc:r`, or
+    /// `/dev/sdb:r` (docker reads a second part made of r, w and m as the
+    /// access). The host path is looked up now (following symlinks, as
+    /// docker does) and must be a character or block device.
+    pub fn parse(spec: &str) -> std::result::Result<HostDevice, String> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (host, container, access) = match parts.as_slice() {
+            [host] => (*host, *host, "rwm"),
+            [host, second] if Access::parse(second).is_ok() => (*host, *host, *second),
+            [host, container] => (*host, *container, "rwm"),
+            [host, container, access] => (*host, *container, *access),
+            _ => {
+                return Err(format!(
+                    "{spec:?}: expected HOST[:CONTAINER[:ACCESS]], like /dev/fuse or /dev/sdb:/dev/xvdc:r"
+                ))
+            }
+        };
+        let access = Access::parse(access)?;
+        let (host, container) = (PathBuf::from(host), PathBuf::from(container));
+        if !host.is_absolute() || !container.is_absolute() {
+            return Err(format!("{spec:?}: device paths must be absolute"));
+        }
+        if container
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(format!("{}: must not contain ..", container.display()));
+        }
+        let stat = nix::sys::stat::stat(&host)
+            .map_err(|errno| format!("{}: {}", host.display(), describe(errno)))?;
+        let kind = match stat.st_mode & libc::S_IFMT {
+            libc::S_IFCHR => DeviceKind::Char,
+            libc::S_IFBLK => DeviceKind::Block,
+            libc::S_IFDIR => {
+                return Err(format!(
+                    "{} is a directory: give a device node, like /dev/fuse",
+                    host.display()
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{} is not a device node (not a character or block device)",
+                    host.display()
+                ))
+            }
+        };
+        // Majors and minors fit in 12 and 20 bits: the casts lose nothing.
+        let major = nix::sys::stat::major(stat.st_rdev) as u32;
+        let minor = nix::sys::stat::minor(stat.st_rdev) as u32;
+        Ok(HostDevice {
+            host,
+            container,
+            kind,
+            major,
+            minor,
+            access,
+            mode: stat.st_mode & 0o7777,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+        })
+    }
+
+    /// The allow rule for this device.
+    pub fn rule(&self) -> DeviceRule {
+        DeviceRule::allow(self.kind, Some(self.major), Some(self.minor), self.access)
+    }
+}
+
+/// What a list of rules adds up to, kept as v1's kernel keeps it: a
+/// default and, in the order they were first written, the exceptions to it.
+///
+/// Each rule changes the policy the way writing it into `devices.allow` or
+/// `devices.deny` changes a v1 cgroup:
+/// * `a` sets the default and forgets every exception;
+/// * a rule that says the opposite of the default adds an exception (or
+///   adds its access to an exception for exactly the same devices);
+/// * a rule that agrees with the default takes its access away from the
+///   exception for exactly the same devices (not from a wider or narrower
+///   one: denying `c 1:*` leaves an allowed `c 1:3` allowed, as in v1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub default_allow: bool,
+    /// Each says the opposite of the default; none has type `a`.
+    pub exceptions: Vec<DeviceRule>,
+}
+
+impl Policy {
+    /// Apply `rules` to a new cgroup, which (like one under the root)
+    /// allows everything.
+    pub fn from_rules(rules: &[DeviceRule]) -> Result<Policy> {
+        let mut policy = Policy {
+            default_allow: true,
+            exceptions: Vec::new(),
+        };
+        for rule in rules {
+            rule.check().map_err(Error::Usage)?;
+            policy.apply(rule);
+        }
+        Ok(policy)
+    }
+
+    fn apply(&mut self, rule: &DeviceRule) {
+        if rule.kind == DeviceKind::All {
+            self.default_allow = rule.allow;
+            self.exceptions.clear();
+            return;
+        }
+        let same =
+            |e: &DeviceRule| e.kind == rule.kind && e.major == rule.major && e.minor == rule.minor;
+        if rule.allow == self.default_allow {
+            for exception in self.exceptions.iter_mut().filter(|e| same(e)) {
+                exception.access.remove(rule.access);
+            }
+            self.exceptions.retain(|e| !e.access.is_empty());
+        } else if let Some(exception) = self.exceptions.iter_mut().find(|e| same(e)) {
+            exception.access |= rule.access;
+        } else {
+            self.exceptions.push(*rule);
+        }
+    }
+
+    /// The v1 kernel's answer for one device access. With a default of
+    /// "deny", one exception must grant *all* of `access` (an `O_RDWR`
+    /// open needs an exception with both `r` and `w`); with a default of
+    /// "allow", an exception that denies *any* part of it refuses it.
+    pub fn allows(&self, kind: DeviceKind, major: u32, minor: u32, access: Access) -> bool {
+        let mut named = self
+            .exceptions
+            .iter()
+            .filter(|e| e.names(kind, major, minor));
+        if self.default_allow {
+            !named.any(|e| e.access.intersects(access))
+        } else {
+            named.any(|e| e.access.contains(access))
+        }
+    }
+}
+
+/// v1: write `rules` into the cgroup's `devices.deny` and `devices.allow`
+/// (`dir` is the container's directory in the devices tree). First the
+/// default (`a` into `devices.deny`, or into `devices.allow` for
+/// `--privileged`), then each exception into the other file: the [`Policy`]
+/// the rules add up to, so a rule that changes nothing is not written.
+pub fn apply_v1(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
+    let policy = Policy::from_rules(rules)?;
+    let (default_file, exception_file) = if policy.default_allow {
+        ("devices.allow", "devices.deny")
+    } else {
+        ("devices.deny", "devices.allow")
+    };
+    write(&dir.join(default_file), "a")?;
+    for exception in &policy.exceptions {
+        write(&dir.join(exception_file), &exception.line())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Controller, Hierarchy};
+    use super::*;
+    use DeviceKind::{Block, Char};
+
+    const R: Access = Access::READ;
+    const W: Access = Access::WRITE;
+    const M: Access = Access::MKNOD;
+    const RW: Access = Access::READ.union(Access::WRITE);
+
+    fn rule(text: &str) -> DeviceRule {
+        DeviceRule::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn cgroup_rules_parse_as_docker_writes_them() {
+        assert_eq!(
+            rule("c 1:3 rwm"),
+            DeviceRule::allow(Char, Some(1), Some(3), Access::all())
+        );
+        assert_eq!(rule("b 7:* r"), DeviceRule::allow(Block, Some(7), None, R));
+        assert_eq!(rule("a *:* rwm"), DeviceRule::ALLOW_ALL);
+        assert_eq!(
+            rule("  c  *:*   m "),
+            DeviceRule::allow(Char, None, None, M)
+        );
+        assert_eq!(rule("c 136:* wr").access, RW);
+        for (text, line) in [
+            ("c 1:3 mwr", "c 1:3 rwm"),
+            ("b 7:* r", "b 7:* r"),
+            ("a *:* rwm", "a"),
+        ] {
+            assert_eq!(rule(text).line(), line);
+        }
+        assert_eq!(rule("c 1:3 rw").to_string(), "allow c 1:3 rw");
+        assert_eq!(DeviceRule::DENY_ALL.to_string(), "deny a");
+    }
+
+    #[test]
+    fn bad_cgroup_rules_get_one_line_reasons() {
+        for (text, says) in [
+            ("", "expected TYPE MAJOR:MINOR ACCESS"),
+            ("c 1:3", "expected TYPE MAJOR:MINOR ACCESS"),
+            ("c 1:3 rwm extra", "expected TYPE MAJOR:MINOR ACCESS"),
+            ("x 1:3 rwm", "use c (char), b (block) or a (all)"),
+            ("c 1 rwm", "is not MAJOR:MINOR"),
+            ("c 1:x rwm", "is not MAJOR:MINOR"),
+            ("c -1:3 rwm", "is not MAJOR:MINOR"),
+            ("c 4096:0 rwm", "major 4096 is out of range (0-4095)"),
+            ("b 8:1048576 r", "minor 1048576 is out of range"),
+            ("c 1:3 rwx", "use r, w and m, each at most once"),
+            ("c 1:3 rr", "each at most once"),
+            ("a 1:3 rwm", "write it as \"a *:* rwm\""),
+            ("a *:* r", "write it as \"a *:* rwm\""),
+        ] {
+            let err = DeviceRule::parse(text).expect_err(text);
+            assert!(err.contains(says), "{text:?} → {err:?}");
+            assert!(!err.contains('\n'), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn host_devices_are_looked_up_and_checked() {
+        let null = HostDevice::parse("/dev/null").unwrap();
+        assert_eq!((null.kind, null.major, null.minor), (Char, 1, 3));
+        assert_eq!(null.container, PathBuf::from("/dev/null"));
+        assert_eq!(null.access, Access::all());
+        assert_eq!(null.rule(), rule("c 1:3 rwm"));
+        assert_eq!(null.mode, 0o666);
+
+        let renamed = HostDevice::parse("/dev/zero:/dev/nothing:r").unwrap();
+        assert_eq!(renamed.container, PathBuf::from("/dev/nothing"));
+        assert_eq!(renamed.rule(), rule("c 1:5 r"));
+        // docker: a second part made of r, w and m is the access.
+        let access_only = HostDevice::parse("/dev/full:rw").unwrap();
+        assert_eq!(access_only.container, PathBuf::from("/dev/full"));
+        assert_eq!(access_only.access, RW);
+        // Symlinks are followed (docker resolves them too).
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        let linked = HostDevice::parse(&format!("{}:/dev/x", link.display())).unwrap();
+        assert_eq!((linked.major, linked.minor), (1, 3));
+
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let file = file.display().to_string();
+        for (spec, says) in [
+            (
+                "/nonexistent/dev",
+                "/nonexistent/dev: ENOENT (No such file or directory)",
+            ),
+            ("/dev", "/dev is a directory"),
+            (file.as_str(), "is not a device node"),
+            ("dev/null", "must be absolute"),
+            ("/dev/null:dev/null", "must be absolute"),
+            ("/dev/null:/dev/../etc/x", "must not contain .."),
+            ("/dev/null:/dev/null:rx", "use r, w and m"),
+            ("/dev/null:/a:rw:x", "expected HOST[:CONTAINER[:ACCESS]]"),
+        ] {
+            let err = HostDevice::parse(spec).expect_err(spec);
+            assert!(err.contains(says), "{spec:?} → {err:?}");
+            assert!(!err.contains('\n'), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn the_default_list_is_dockers() {
+        let lines: Vec<String> = default_rules().iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "deny a",
+                "allow c *:* m",
+                "allow b *:* m",
+                "allow c 1:3 rwm",
+                "allow c 1:5 rwm",
+                "allow c 1:7 rwm",
+                "allow c 1:8 rwm",
+                "allow c 1:9 rwm",
+                "allow c 5:0 rwm",
+                "allow c 5:1 rwm",
+                "allow c 5:2 rwm",
+                "allow c 136:* rwm",
+                "allow c 10:200 rwm",
+            ]
+        );
+        // Every node the container's /dev gets (mounts::mount_dev) is allowed.
+        let policy = Policy::from_rules(&default_rules()).unwrap();
+        for (major, minor) in [
+            (1, 3),
+            (1, 5),
+            (1, 7),
+            (1, 8),
+            (1, 9),
+            (5, 0),
+            (5, 2),
+            (136, 0),
+        ] {
+            assert!(policy.allows(Char, major, minor, RW), "c {major}:{minor}");
+        }
+        assert_eq!(well_known(&rule("c 1:3 r")), Some("/dev/null"));
+        assert_eq!(well_known(&rule("c 1:4 r")), None);
+    }
+
+    #[test]
+    fn rules_add_up_as_v1_applies_them() {
+        let policy = |texts: &[&str]| {
+            let mut rules = vec![DeviceRule::DENY_ALL];
+            rules.extend(texts.iter().map(|t| rule(t)));
+            Policy::from_rules(&rules).unwrap()
+        };
+        // The same devices twice: one exception with both accesses.
+        let merged = policy(&["c 1:3 r", "c 1:3 w"]);
+        assert_eq!(merged.exceptions, [rule("c 1:3 rw")]);
+        // An allow after "allow all" changes nothing; "deny all" forgets.
+        assert!(Policy::from_rules(&[rule("c 1:3 r")])
+            .unwrap()
+            .exceptions
+            .is_empty());
+        let reset = Policy::from_rules(&[rule("c 1:3 r"), DeviceRule::DENY_ALL]).unwrap();
+        assert!(!reset.default_allow && reset.exceptions.is_empty());
+        // A deny takes access away from exactly the same devices only.
+        let mut deny = rule("c 1:3 w");
+        deny.allow = false;
+        let mut narrowed = merged.clone();
+        narrowed.apply(&deny);
+        assert_eq!(narrowed.exceptions, [rule("c 1:3 r")]);
+        let mut wider = rule("c 1:* rwm");
+        wider.allow = false;
+        let mut untouched = merged.clone();
+        untouched.apply(&wider);
+        assert_eq!(untouched, merged, "v1 does not punch holes");
+        // O_RDWR needs one exception with both r and w.
+        let split = policy(&["c 1:* r", "c 1:3 w"]);
+        assert!(split.allows(Char, 1, 3, R) && split.allows(Char, 1, 3, W));
+        assert!(!split.allows(Char, 1, 3, RW));
+        // Default allow: a deny refuses any overlap.
+        let mut blacklist = Policy::from_rules(&[]).unwrap();
+        blacklist.apply(&deny);
+        assert!(!blacklist.allows(Char, 1, 3, RW));
+        assert!(blacklist.allows(Char, 1, 3, R));
+        // Bad rules are refused before anything is written.
+        let mut bad = rule("c 1:3 r");
+        bad.access = Access::empty();
+        assert!(Policy::from_rules(&[bad]).is_err());
+    }
+
+    #[test]
+    fn the_devices_tree_is_found_in_the_mount_table() {
+        let mountinfo = "30 25 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                         34 25 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices\n";
+        let Hierarchy::Legacy { trees, .. } = Hierarchy::from_mountinfo(mountinfo).unwrap() else {
+            panic!("v1 expected")
+        };
+        assert!(trees.contains(&(Controller::Devices, PathBuf::from("/sys/fs/cgroup/devices"))));
+    }
+
+    /// `apply_v1` against a fake devices directory: the files get the
+    /// default, then one line per exception.
+    #[test]
+    fn v1_writes_the_default_then_each_exception() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rules = default_rules();
+        rules.push(rule("c 1:3 r")); // already allowed: merged, not written
+        apply_v1(dir.path(), &rules).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert_eq!(read("devices.deny"), "a");
+        // A real cgroup file takes one line per write; a plain file keeps
+        // only the last (each write truncates it).
+        assert_eq!(read("devices.allow"), "c 10:200 rwm");
+        let privileged = tempfile::tempdir().unwrap();
+        apply_v1(privileged.path(), &privileged_rules()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(privileged.path().join("devices.allow")).unwrap(),
+            "a"
+        );
+        assert!(!privileged.path().join("devices.deny").exists());
+    }
+}
