@@ -504,6 +504,423 @@ pub fn apply_v1(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------
+// The v2 program: eBPF, assembled by hand.
+// ---------------------------------------------------------------------
+
+// Instruction classes, sizes, modes, operations and sources (linux/bpf.h,
+// linux/bpf_common.h): an opcode is the OR of a class and its parts.
+const BPF_LDX: u8 = 0x01;
+const BPF_ALU: u8 = 0x04;
+const BPF_JMP: u8 = 0x05;
+const BPF_W: u8 = 0x00;
+const BPF_MEM: u8 = 0x60;
+const BPF_K: u8 = 0x00;
+const BPF_X: u8 = 0x08;
+const BPF_AND: u8 = 0x50;
+const BPF_RSH: u8 = 0x70;
+const BPF_MOV: u8 = 0xb0;
+const BPF_JEQ: u8 = 0x10;
+const BPF_JSET: u8 = 0x40;
+const BPF_JNE: u8 = 0x50;
+const BPF_EXIT: u8 = 0x90;
+
+/// r0 holds the answer; r1 the context pointer on entry; r2..r5 below hold
+/// what the program reads from it.
+const R0: u8 = 0;
+const R1: u8 = 1;
+const R2: u8 = 2;
+const R3: u8 = 3;
+const R4: u8 = 4;
+const R5: u8 = 5;
+
+/// One eBPF instruction, `struct bpf_insn`: an opcode, two registers, a
+/// 16-bit offset (jumps: how many instructions to skip) and a 32-bit
+/// immediate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Insn {
+    pub code: u8,
+    pub dst: u8,
+    pub src: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+impl Insn {
+    /// `dst = *(u32 *)(src + off)`
+    const fn load_word(dst: u8, src: u8, off: i16) -> Insn {
+        Insn {
+            code: BPF_LDX | BPF_MEM | BPF_W,
+            dst,
+            src,
+            off,
+            imm: 0,
+        }
+    }
+
+    /// A 32-bit ALU operation with an immediate: `w<dst> op= imm`.
+    const fn alu32(op: u8, dst: u8, imm: i32) -> Insn {
+        Insn {
+            code: BPF_ALU | op | BPF_K,
+            dst,
+            src: 0,
+            off: 0,
+            imm,
+        }
+    }
+
+    /// `w<dst> = w<src>`
+    const fn mov32_reg(dst: u8, src: u8) -> Insn {
+        Insn {
+            code: BPF_ALU | BPF_MOV | BPF_X,
+            dst,
+            src,
+            off: 0,
+            imm: 0,
+        }
+    }
+
+    /// `if r<dst> op imm goto +off`
+    const fn jump(op: u8, dst: u8, imm: i32, off: i16) -> Insn {
+        Insn {
+            code: BPF_JMP | op | BPF_K,
+            dst,
+            src: 0,
+            off,
+            imm,
+        }
+    }
+
+    const fn exit() -> Insn {
+        Insn {
+            code: BPF_JMP | BPF_EXIT,
+            dst: 0,
+            src: 0,
+            off: 0,
+            imm: 0,
+        }
+    }
+
+    /// The 8 bytes the kernel reads: the registers share one byte (a C
+    /// bitfield, `dst_reg:4, src_reg:4`, low bits first on little-endian).
+    pub fn to_bytes(self) -> [u8; 8] {
+        let regs = if cfg!(target_endian = "little") {
+            (self.src << 4) | (self.dst & 0x0f)
+        } else {
+            (self.dst << 4) | (self.src & 0x0f)
+        };
+        let [o0, o1] = self.off.to_ne_bytes();
+        let [i0, i1, i2, i3] = self.imm.to_ne_bytes();
+        [self.code, regs, o0, o1, i0, i1, i2, i3]
+    }
+}
+
+impl fmt::Display for Insn {
+    /// The notation of the kernel's verifier log and `bpftool prog dump`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (dst, src, imm, off) = (self.dst, self.src, self.imm, self.off);
+        match self.code {
+            c if c == BPF_LDX | BPF_MEM | BPF_W => {
+                write!(f, "r{dst} = *(u32 *)(r{src} + {off})")
+            }
+            c if c == BPF_ALU | BPF_AND | BPF_K => write!(f, "w{dst} &= {imm:#x}"),
+            c if c == BPF_ALU | BPF_RSH | BPF_K => write!(f, "w{dst} >>= {imm}"),
+            c if c == BPF_ALU | BPF_MOV | BPF_K => write!(f, "w{dst} = {imm}"),
+            c if c == BPF_ALU | BPF_MOV | BPF_X => write!(f, "w{dst} = w{src}"),
+            c if c == BPF_JMP | BPF_JNE | BPF_K => write!(f, "if r{dst} != {imm} goto {off:+}"),
+            c if c == BPF_JMP | BPF_JEQ | BPF_K => write!(f, "if r{dst} == {imm} goto {off:+}"),
+            c if c == BPF_JMP | BPF_JSET | BPF_K => {
+                write!(f, "if r{dst} & {imm:#x} goto {off:+}")
+            }
+            c if c == BPF_JMP | BPF_EXIT => write!(f, "exit"),
+            c => write!(f, "(opcode {c:#04x})"),
+        }
+    }
+}
+
+/// A `BPF_PROG_TYPE_CGROUP_DEVICE` program, with the comments its listing
+/// shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Program {
+    insns: Vec<Insn>,
+    /// One comment per instruction (may be empty).
+    comments: Vec<String>,
+    /// Header lines shown above an instruction: (index, text).
+    headers: Vec<(usize, String)>,
+}
+
+/// A jump whose target is "the next rule", patched once the rule's block
+/// is complete.
+const TO_NEXT_RULE: i16 = i16::MIN;
+
+impl Program {
+    /// The program for `rules` (read as [`Policy`] reads them).
+    pub fn compile(rules: &[DeviceRule]) -> Result<Program> {
+        Ok(Program::from_policy(&Policy::from_rules(rules)?))
+    }
+
+    /// The program for a policy:
+    ///
+    /// ```text
+    /// r2 = type, r3 = access, r4 = major, r5 = minor     (6 instructions)
+    /// for each exception: a block that jumps to the next block as soon
+    ///   as one comparison fails, else sets r0 to the exception's answer
+    ///   and exits
+    /// r0 = the default; exit
+    /// ```
+    pub fn from_policy(policy: &Policy) -> Program {
+        let mut program = Program::default();
+        program.header("read the request: struct bpf_cgroup_dev_ctx at r1");
+        program.push(Insn::load_word(R2, R1, 0), "access_type");
+        program.push(
+            Insn::alu32(BPF_AND, R2, 0xffff),
+            "r2 = device type: 1 block, 2 char",
+        );
+        program.push(Insn::load_word(R3, R1, 0), "access_type");
+        program.push(
+            Insn::alu32(BPF_RSH, R3, 16),
+            "r3 = access: 1 mknod, 2 read, 4 write",
+        );
+        program.push(Insn::load_word(R4, R1, 4), "r4 = major");
+        program.push(Insn::load_word(R5, R1, 8), "r5 = minor");
+        for exception in &policy.exceptions {
+            program.rule_block(exception, policy.default_allow);
+        }
+        program.header(format!(
+            "no rule matched: {}",
+            if policy.default_allow {
+                "allow"
+            } else {
+                "deny"
+            }
+        ));
+        program.push(
+            Insn::alu32(BPF_MOV, R0, i32::from(policy.default_allow)),
+            if policy.default_allow {
+                "1: allowed"
+            } else {
+                "0: EPERM"
+            },
+        );
+        program.push(Insn::exit(), "");
+        program
+    }
+
+    /// One exception: compare type, numbers and access, each mismatch
+    /// jumping past the block; all matched: return the exception's answer.
+    fn rule_block(&mut self, rule: &DeviceRule, default_allow: bool) {
+        let start = self.insns.len();
+        let name = well_known(rule).map_or(String::new(), |n| format!(" ({n})"));
+        self.header(format!("{rule}{name}"));
+        // `All` never reaches here: `Policy` keeps no such exception.
+        let code = rule.kind.bpf_code().unwrap_or(0);
+        let kind = if rule.kind == DeviceKind::Block {
+            "block"
+        } else {
+            "char"
+        };
+        self.push(
+            Insn::jump(BPF_JNE, R2, code as i32, TO_NEXT_RULE),
+            format!("not a {kind} device"),
+        );
+        if let Some(major) = rule.major {
+            self.push(
+                Insn::jump(BPF_JNE, R4, major as i32, TO_NEXT_RULE),
+                format!("major is not {major}"),
+            );
+        }
+        if let Some(minor) = rule.minor {
+            self.push(
+                Insn::jump(BPF_JNE, R5, minor as i32, TO_NEXT_RULE),
+                format!("minor is not {minor}"),
+            );
+        }
+        if rule.access != Access::all() {
+            if default_allow {
+                // A deny exception refuses a request that asks for any of
+                // its accesses.
+                self.push(Insn::mov32_reg(R1, R3), "");
+                self.push(Insn::alu32(BPF_AND, R1, rule.access.bits() as i32), "");
+                self.push(
+                    Insn::jump(BPF_JEQ, R1, 0, TO_NEXT_RULE),
+                    format!("asks for none of {}", rule.access),
+                );
+            } else {
+                // An allow exception grants a request only if it asks for
+                // nothing else: one JSET tests every other bit at once.
+                let others = (Access::all() - rule.access).bits() as i32;
+                self.push(
+                    Insn::jump(BPF_JSET, R3, others, TO_NEXT_RULE),
+                    format!("asks for more than {}", rule.access),
+                );
+            }
+        }
+        self.push(
+            Insn::alu32(BPF_MOV, R0, i32::from(rule.allow)),
+            if rule.allow { "1: allowed" } else { "0: EPERM" },
+        );
+        self.push(Insn::exit(), "");
+        let end = self.insns.len();
+        for (at, insn) in self.insns.iter_mut().enumerate().skip(start) {
+            if insn.off == TO_NEXT_RULE {
+                // A jump lands on pc + 1 + off. Blocks are a few
+                // instructions long, far below i16::MAX.
+                insn.off = (end - at - 1) as i16;
+            }
+        }
+    }
+
+    fn push(&mut self, insn: Insn, comment: impl Into<String>) {
+        self.insns.push(insn);
+        self.comments.push(comment.into());
+    }
+
+    fn header(&mut self, text: impl Into<String>) {
+        self.headers.push((self.insns.len(), text.into()));
+    }
+
+    /// A program of raw instructions (tests: programs the verifier rejects).
+    #[cfg(test)]
+    fn raw(insns: Vec<Insn>) -> Program {
+        let comments = vec![String::new(); insns.len()];
+        Program {
+            insns,
+            comments,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn insns(&self) -> &[Insn] {
+        &self.insns
+    }
+
+    pub fn len(&self) -> usize {
+        self.insns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.insns.is_empty()
+    }
+
+    /// The program as annotated assembly: index, the 8 bytes the kernel
+    /// gets, the instruction, a comment; each rule's block under a header.
+    pub fn listing(&self) -> String {
+        let mut out = String::new();
+        for (at, insn) in self.insns.iter().enumerate() {
+            for (_, header) in self.headers.iter().filter(|(i, _)| *i == at) {
+                out.push_str(&format!("      ; {header}\n"));
+            }
+            let bytes: Vec<String> = insn.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            let line = format!("{at:>4}: {}  {insn}", bytes.join(" "));
+            match self.comments.get(at).filter(|c| !c.is_empty()) {
+                Some(comment) => out.push_str(&format!("{line:<62}; {comment}\n")),
+                None => out.push_str(&format!("{line}\n")),
+            }
+        }
+        out
+    }
+
+    /// Run the program on one request, as the kernel would, by interpreting
+    /// the part of eBPF that [`Program::compile`] emits. `Ok(true)`: the
+    /// access is allowed. An error stands for what the kernel's verifier
+    /// would have refused to load (an unknown opcode, a register read
+    /// before it was written, a jump backwards or out of the program, an
+    /// answer other than 0 or 1).
+    pub fn run(
+        &self,
+        kind: DeviceKind,
+        major: u32,
+        minor: u32,
+        access: Access,
+    ) -> std::result::Result<bool, String> {
+        #[derive(Clone, Copy)]
+        enum Value {
+            Unset,
+            /// r1 on entry: a pointer to the 12-byte context.
+            Context,
+            Scalar(u64),
+        }
+        let context: [u32; 3] = [
+            (access.bits() << 16) | kind.bpf_code().unwrap_or(0),
+            major,
+            minor,
+        ];
+        let mut regs = [Value::Unset; 11];
+        regs[1] = Value::Context;
+        let scalar = |regs: &[Value; 11], r: u8, pc: usize| match regs.get(r as usize) {
+            Some(Value::Scalar(v)) => Ok(*v),
+            Some(Value::Context) => Err(format!("{pc}: r{r} is a pointer, not a number")),
+            _ => Err(format!("{pc}: r{r} is read before it is written")),
+        };
+        let mut pc = 0;
+        loop {
+            let Some(insn) = self.insns.get(pc).copied() else {
+                return Err(format!("{pc}: the program runs off its end"));
+            };
+            let dst = insn.dst as usize;
+            if dst > 9 {
+                return Err(format!("{pc}: r{dst} cannot be a destination"));
+            }
+            let mut next = pc + 1;
+            match insn.code {
+                c if c == BPF_LDX | BPF_MEM | BPF_W => {
+                    if !matches!(regs.get(insn.src as usize), Some(Value::Context)) {
+                        return Err(format!("{pc}: loads only from the context"));
+                    }
+                    let field = match insn.off {
+                        0 => 0,
+                        4 => 1,
+                        8 => 2,
+                        off => return Err(format!("{pc}: no context field at offset {off}")),
+                    };
+                    regs[dst] = Value::Scalar(u64::from(context[field]));
+                }
+                c if c & 0x07 == BPF_ALU => {
+                    let operand = if c & BPF_X != 0 {
+                        scalar(&regs, insn.src, pc)? as u32
+                    } else {
+                        insn.imm as u32
+                    };
+                    // 32-bit operations clear the upper half of dst.
+                    let result = match c & 0xf0 {
+                        BPF_MOV => operand,
+                        BPF_AND => scalar(&regs, insn.dst, pc)? as u32 & operand,
+                        BPF_RSH if operand < 32 => scalar(&regs, insn.dst, pc)? as u32 >> operand,
+                        _ => return Err(format!("{pc}: unsupported opcode {c:#04x}")),
+                    };
+                    regs[dst] = Value::Scalar(u64::from(result));
+                }
+                c if c == BPF_JMP | BPF_EXIT => {
+                    return match scalar(&regs, R0, pc)? {
+                        0 => Ok(false),
+                        1 => Ok(true),
+                        other => Err(format!("{pc}: returns {other}: only 0 and 1 are allowed")),
+                    };
+                }
+                c if c & 0x07 == BPF_JMP && c & BPF_X == 0 => {
+                    let value = scalar(&regs, insn.dst, pc)?;
+                    // 64-bit comparisons: the immediate is sign-extended.
+                    let imm = i64::from(insn.imm) as u64;
+                    let taken = match c & 0xf0 {
+                        BPF_JEQ => value == imm,
+                        BPF_JNE => value != imm,
+                        BPF_JSET => value & imm != 0,
+                        _ => return Err(format!("{pc}: unsupported opcode {c:#04x}")),
+                    };
+                    if insn.off < 0 {
+                        return Err(format!("{pc}: jumps backwards"));
+                    }
+                    if taken {
+                        next = pc + 1 + insn.off as usize;
+                    }
+                }
+                c => return Err(format!("{pc}: unsupported opcode {c:#04x}")),
+            }
+            pc = next;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Controller, Hierarchy};
@@ -691,6 +1108,187 @@ mod tests {
         let mut bad = rule("c 1:3 r");
         bad.access = Access::empty();
         assert!(Policy::from_rules(&[bad]).is_err());
+    }
+
+    /// What docker's list means, request by request: the reference answer
+    /// ([`Policy::allows`], v1's semantics), the interpreted BPF program,
+    /// and what each case is about.
+    const DEFAULT_CASES: &[(DeviceKind, u32, u32, Access, bool, &str)] = &[
+        (Char, 1, 3, RW, true, "/dev/null"),
+        (Char, 1, 3, M, true, "mknod /dev/null"),
+        (Char, 1, 5, R, true, "/dev/zero"),
+        (Char, 1, 7, W, true, "/dev/full"),
+        (Char, 1, 8, R, true, "/dev/random"),
+        (Char, 1, 9, RW, true, "/dev/urandom"),
+        (Char, 5, 0, RW, true, "/dev/tty"),
+        (Char, 5, 1, RW, true, "/dev/console"),
+        (Char, 5, 2, RW, true, "/dev/ptmx"),
+        (Char, 136, 0, RW, true, "/dev/pts/0"),
+        (Char, 136, 4095, RW, true, "/dev/pts/4095"),
+        (Char, 10, 200, RW, true, "/dev/net/tun"),
+        (Char, 1, 1, R, false, "/dev/mem"),
+        (Char, 1, 4, R, false, "/dev/port"),
+        (Char, 1, 11, R, false, "/dev/kmsg"),
+        (Char, 10, 237, R, false, "/dev/loop-control"),
+        (Char, 10, 229, RW, false, "/dev/fuse"),
+        (Char, 4, 1, RW, false, "/dev/tty1"),
+        (Char, 137, 0, RW, false, "a pts-like major next door"),
+        (Char, 2, 3, RW, false, "minor of null, another major"),
+        (Block, 8, 0, R, false, "read /dev/sda"),
+        (Block, 7, 0, W, false, "write /dev/loop0"),
+        (Block, 1, 3, R, false, "a block device with null's numbers"),
+        (Block, 8, 0, M, true, "mknod /dev/sda: allowed"),
+        (Char, 1, 1, M, true, "mknod /dev/mem: allowed"),
+        (Block, 8, 0, RW.union(M), false, "mknod plus open"),
+    ];
+
+    #[test]
+    fn the_default_program_decides_like_v1() {
+        let rules = default_rules();
+        let policy = Policy::from_rules(&rules).unwrap();
+        let program = Program::compile(&rules).unwrap();
+        for &(kind, major, minor, access, want, what) in DEFAULT_CASES {
+            assert_eq!(
+                policy.allows(kind, major, minor, access),
+                want,
+                "v1: {what}"
+            );
+            assert_eq!(
+                program.run(kind, major, minor, access),
+                Ok(want),
+                "program: {what}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_default_program_has_one_block_per_rule() {
+        let program = Program::compile(&default_rules()).unwrap();
+        // 6 loads, 2 mknod blocks (type, access, answer, exit), 9 exact
+        // devices (type, major, minor, answer, exit), pts (type, major,
+        // answer, exit), the default (answer, exit).
+        assert_eq!(program.len(), 6 + 2 * 4 + 9 * 5 + 4 + 2);
+        assert_eq!(program.insns()[program.len() - 1], Insn::exit());
+        let listing = program.listing();
+        assert!(
+            listing.contains("; allow c 1:3 rwm (/dev/null)"),
+            "{listing}"
+        );
+        assert!(listing.contains("if r3 & 0x6 goto +2"), "{listing}");
+        // Privileged: no exceptions, allow.
+        let everything = Program::compile(&privileged_rules()).unwrap();
+        assert_eq!(everything.len(), 8);
+        assert_eq!(everything.run(Block, 8, 0, RW), Ok(true));
+    }
+
+    /// Programs from other rule lists, checked against v1's semantics on a
+    /// grid of requests: the program is right wherever the reference is.
+    #[test]
+    fn programs_agree_with_v1_on_mixed_rules() {
+        let deny = |text: &str| DeviceRule {
+            allow: false,
+            ..rule(text)
+        };
+        let lists: Vec<Vec<DeviceRule>> = vec![
+            vec![],
+            vec![DeviceRule::DENY_ALL],
+            vec![DeviceRule::ALLOW_ALL, deny("b 8:* rwm"), deny("c 1:3 w")],
+            vec![DeviceRule::ALLOW_ALL, deny("c *:* m"), deny("c 1:* r")],
+            vec![
+                DeviceRule::DENY_ALL,
+                rule("c 1:* r"),
+                rule("c 1:3 w"),
+                rule("b 7:* rw"),
+                rule("c *:5 m"),
+                deny("b 7:* w"),
+            ],
+            {
+                let mut rules = default_rules();
+                rules.push(rule("b 7:0 rw"));
+                rules.push(deny("c 10:200 rwm"));
+                rules
+            },
+        ];
+        let accesses = [R, W, M, RW, RW.union(M), R.union(M)];
+        for rules in &lists {
+            let policy = Policy::from_rules(rules).unwrap();
+            let program = Program::compile(rules).unwrap();
+            for kind in [Char, Block] {
+                for major in [0, 1, 5, 7, 8, 10, 136, MAX_MAJOR] {
+                    for minor in [0, 1, 3, 5, 200, MAX_MINOR] {
+                        for access in accesses {
+                            assert_eq!(
+                                program.run(kind, major, minor, access),
+                                Ok(policy.allows(kind, major, minor, access)),
+                                "{kind:?} {major}:{minor} {access} under {rules:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_interpreter_refuses_what_the_verifier_would() {
+        let mov = |imm| Insn::alu32(BPF_MOV, R0, imm);
+        let cases: Vec<(Vec<Insn>, &str)> = vec![
+            (vec![Insn::exit()], "r0 is read before it is written"),
+            (vec![mov(1)], "runs off its end"),
+            (vec![mov(2), Insn::exit()], "only 0 and 1"),
+            (
+                vec![Insn::jump(BPF_JNE, R0, 0, -1), Insn::exit()],
+                "read before",
+            ),
+            (
+                vec![mov(0), Insn::jump(BPF_JNE, R0, 1, -2), Insn::exit()],
+                "jumps backwards",
+            ),
+            (vec![Insn::load_word(R2, R1, 12), Insn::exit()], "offset 12"),
+            (
+                vec![mov(0), Insn::load_word(R2, R0, 0), Insn::exit()],
+                "loads only from the context",
+            ),
+            (
+                vec![
+                    Insn {
+                        code: 0xff,
+                        ..Insn::exit()
+                    },
+                    Insn::exit(),
+                ],
+                "unsupported opcode 0xff",
+            ),
+        ];
+        for (insns, says) in cases {
+            let err = Program::raw(insns.clone())
+                .run(Char, 1, 3, R)
+                .expect_err(says);
+            assert!(err.contains(says), "{insns:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn instructions_encode_as_the_kernel_reads_them() {
+        // r2 = *(u32 *)(r1 + 4): opcode 0x61, src 1 in the high nibble.
+        assert_eq!(
+            Insn::load_word(R2, R1, 4).to_bytes(),
+            [0x61, 0x12, 4, 0, 0, 0, 0, 0]
+        );
+        // if r4 != 136 goto +2
+        assert_eq!(
+            Insn::jump(BPF_JNE, R4, 136, 2).to_bytes(),
+            [0x55, 0x04, 2, 0, 136, 0, 0, 0]
+        );
+        assert_eq!(
+            Insn::alu32(BPF_MOV, R0, 1).to_bytes(),
+            [0xb4, 0, 0, 0, 1, 0, 0, 0]
+        );
+        assert_eq!(Insn::exit().to_bytes(), [0x95, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            Insn::jump(BPF_JSET, R3, 6, 1).to_string(),
+            "if r3 & 0x6 goto +1"
+        );
     }
 
     #[test]
