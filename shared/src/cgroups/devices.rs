@@ -24,9 +24,12 @@
 //! same thing. [`default_rules`] is docker's list; [`apply`] uses the right
 //! mechanism for a container's [`Cgroup`].
 
-use super::write;
+use super::{write, Cgroup, Controller, Hierarchy};
 use crate::error::{describe, Error, Result};
+use crate::trace;
+use nix::errno::Errno;
 use std::fmt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// The largest major number Linux has (12 bits).
@@ -504,6 +507,26 @@ pub fn apply_v1(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
     Ok(())
 }
 
+/// Put the container's cgroup under `rules`: v1's files on a v1 or hybrid
+/// machine, a BPF program on v2. Call it after [`Cgroup::create`] and
+/// before init starts, so that init's own `mknod`s are already checked.
+pub fn apply(cgroup: &Cgroup, rules: &[DeviceRule]) -> Result<()> {
+    match &cgroup.hierarchy {
+        Hierarchy::Unified { root } => {
+            attach_v2(&root.join(&cgroup.relative), &Program::compile(rules)?)
+        }
+        Hierarchy::Legacy { trees, .. } => {
+            let Some((_, tree)) = trees.iter().find(|(c, _)| *c == Controller::Devices) else {
+                return Err(Error::Usage(
+                    "this machine has no v1 devices hierarchy: device access cannot be limited"
+                        .into(),
+                ));
+            };
+            apply_v1(&tree.join(&cgroup.relative), rules)
+        }
+    }
+}
+
 // ---------------------------------------------------------------------
 // The v2 program: eBPF, assembled by hand.
 // ---------------------------------------------------------------------
@@ -921,9 +944,204 @@ impl Program {
     }
 }
 
+// ---------------------------------------------------------------------
+// Loading and attaching: the bpf(2) system call.
+// ---------------------------------------------------------------------
+
+// From linux/bpf.h (libc has the syscall number but none of these).
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// `union bpf_attr` as `BPF_PROG_LOAD` reads it, up to the last field we
+/// set. The kernel accepts a shorter attr than its own and treats the rest
+/// as zero.
+#[repr(C)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// `union bpf_attr` as `BPF_PROG_ATTACH` reads it.
+#[repr(C)]
+struct ProgAttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<ProgLoadAttr>() == 72);
+const _: () = assert!(std::mem::size_of::<ProgAttachAttr>() == 20);
+
+/// `bpf(cmd, attr, sizeof attr)`.
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> nix::Result<libc::c_long> {
+    // SAFETY: `attr` is a live, initialised #[repr(C)] value of exactly
+    // the size we pass; every pointer in it points at memory the caller
+    // keeps alive for the call (instructions, license, log buffer), and
+    // the kernel writes only into the log buffer, within log_size.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
+    Errno::result(ret)
+}
+
+/// The name `bpftool prog` shows (at most 15 characters).
+const PROG_NAME: &[u8] = b"minibox_devices";
+
+/// One `BPF_PROG_LOAD`, with a log buffer or without.
+fn prog_load(code: &[[u8; 8]], log: Option<&mut Vec<u8>>) -> nix::Result<OwnedFd> {
+    let license = c"GPL";
+    let mut prog_name = [0u8; 16];
+    prog_name[..PROG_NAME.len()].copy_from_slice(PROG_NAME);
+    let (log_level, log_size, log_buf) = match log {
+        Some(buffer) => (1, buffer.len() as u32, buffer.as_mut_ptr() as u64),
+        None => (0, 0, 0),
+    };
+    let mut attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: code.len() as u32,
+        insns: code.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name,
+        prog_ifindex: 0,
+        expected_attach_type: 0,
+    };
+    // The verifier gives up with EAGAIN when a signal interrupts it;
+    // libbpf tries again a few times, and so do we.
+    let mut attempts = 0;
+    loop {
+        match bpf(BPF_PROG_LOAD, &mut attr) {
+            Err(Errno::EAGAIN) if attempts < 5 => attempts += 1,
+            // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+            Err(errno) => return Err(errno),
+        }
+    }
+}
+
+/// Load `program` into the kernel (its verifier checks it first); the fd
+/// keeps it alive until closed or attached. Traced as
+/// `bpf(BPF_PROG_LOAD, CGROUP_DEVICE, N insns) → fd N`. When the verifier
+/// refuses the program, the load is repeated with a log buffer so that the
+/// error carries the verifier's report ([`Error::BpfRejected`]).
+pub fn load(program: &Program) -> Result<OwnedFd> {
+    let code: Vec<[u8; 8]> = program.insns.iter().map(|i| i.to_bytes()).collect();
+    let step = format!(
+        "bpf(BPF_PROG_LOAD, CGROUP_DEVICE, {})",
+        trace::count(code.len(), "insn")
+    );
+    let errno = match prog_load(&code, None) {
+        Ok(fd) => {
+            return trace::step_shows(step, Ok(fd), |fd| Some(format!("fd {}", fd.as_raw_fd())))
+        }
+        Err(errno) => errno,
+    };
+    trace::failed(&step, errno);
+    if !matches!(errno, Errno::EACCES | Errno::EINVAL) {
+        return Err(Error::Sys { step, errno });
+    }
+    let mut buffer = vec![0u8; 1 << 16];
+    // Whatever the second attempt returns, the first one failed; we only
+    // want its words. ENOSPC: the log was cut short, which still helps.
+    let _ = prog_load(&code, Some(&mut buffer));
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    let log = String::from_utf8_lossy(&buffer[..end])
+        .trim_end()
+        .to_string();
+    if log.is_empty() {
+        return Err(Error::Sys { step, errno });
+    }
+    Err(Error::BpfRejected {
+        reason: verifier_reason(&log),
+        step,
+        errno,
+        log,
+    })
+}
+
+/// The line of a verifier log that says what is wrong: the last one
+/// before the closing statistics (`processed N insns …`). The log starts
+/// with the instructions it walked, which say nothing about the problem.
+pub fn verifier_reason(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let statistics = |l: &&str| {
+        l.starts_with("processed ")
+            || l.starts_with("verification time")
+            || l.starts_with("stack depth")
+    };
+    lines
+        .iter()
+        .rev()
+        .find(|l| !statistics(l))
+        .or(lines.first())
+        .map_or(String::new(), |l| l.to_string())
+}
+
+/// v2: load `program` and attach it to the cgroup directory `cgroup_dir`
+/// (traced: the load, the `open` of the directory, the attach). The
+/// attachment holds the program; both fds are closed before returning,
+/// and the program goes away with the cgroup's `rmdir`.
+///
+/// `BPF_F_ALLOW_MULTI`: the programs of the cgroup and of every ancestor
+/// all run, and an access must pass each of them; a parent's program (a
+/// systemd slice's, say) keeps applying, and ours cannot be overridden
+/// from below. runc attaches with the same flag because it *updates* its
+/// program: it attaches the new one next to the old before detaching the
+/// old, so there is never a moment without a filter. minibox attaches once,
+/// when the cgroup is made, and never updates it.
+pub fn attach_v2(cgroup_dir: &Path, program: &Program) -> Result<()> {
+    let prog = load(program)?;
+    let shown = cgroup_dir.display().to_string();
+    let dir = trace::step_shows(
+        format!("open({shown:?}, O_RDONLY|O_DIRECTORY)"),
+        nix::fcntl::open(
+            cgroup_dir,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ),
+        |fd| Some(format!("fd {fd}")),
+    )?;
+    // SAFETY: open just returned this fd to us alone.
+    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    let mut attr = ProgAttachAttr {
+        target_fd: dir.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        replace_bpf_fd: 0,
+    };
+    trace::step(
+        format!("bpf(BPF_PROG_ATTACH, {shown:?}, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)"),
+        bpf(BPF_PROG_ATTACH, &mut attr).map(drop),
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{Controller, Hierarchy};
     use super::*;
     use DeviceKind::{Block, Char};
 
@@ -1292,6 +1510,14 @@ mod tests {
     }
 
     #[test]
+    fn the_verifier_reason_is_its_last_word() {
+        let log = "0: R1=ctx() R10=fp0\n0: (95) exit\nR0 !read_ok\nprocessed 1 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n";
+        assert_eq!(verifier_reason(log), "R0 !read_ok");
+        assert_eq!(verifier_reason("only line"), "only line");
+        assert_eq!(verifier_reason(""), "");
+    }
+
+    #[test]
     fn the_devices_tree_is_found_in_the_mount_table() {
         let mountinfo = "30 25 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
                          34 25 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices\n";
@@ -1321,5 +1547,301 @@ mod tests {
             "a"
         );
         assert!(!privileged.path().join("devices.deny").exists());
+    }
+
+    // -----------------------------------------------------------------
+    // Against the kernel: root only, in cgroups named minibox-devtest-PID
+    // that each test removes again.
+    // -----------------------------------------------------------------
+
+    use std::ffi::CString;
+
+    /// One thing the child tries; the outcome is 0 or an errno.
+    enum Probe {
+        Open(CString, libc::c_int),
+        Mknod(CString, libc::mode_t, libc::dev_t),
+    }
+
+    struct Case {
+        probe: Probe,
+        want: i32,
+        what: String,
+    }
+
+    fn open(path: &str, flags: libc::c_int, want: i32, what: &str) -> Case {
+        Case {
+            probe: Probe::Open(CString::new(path).unwrap(), flags),
+            want,
+            what: format!("open {path} ({what})"),
+        }
+    }
+
+    fn mknod(path: &str, block: bool, major: u32, minor: u32, want: i32) -> Case {
+        let kind = if block { libc::S_IFBLK } else { libc::S_IFCHR };
+        Case {
+            probe: Probe::Mknod(
+                CString::new(path).unwrap(),
+                kind | 0o600,
+                libc::makedev(major, minor),
+            ),
+            want,
+            what: format!("mknod {path} {}", if block { 'b' } else { 'c' }),
+        }
+    }
+
+    /// What a container under docker's list meets: its own nodes open, a
+    /// char device off the list and the loop control device do not, and a
+    /// block node it may create cannot be opened.
+    fn default_cases(scratch: &Path) -> Vec<Case> {
+        let blk = scratch.join("loop0").display().to_string();
+        let null = scratch.join("null").display().to_string();
+        // Opening read-only, and closing at once: harmless even where the
+        // check would fail to hold.
+        let mut cases: Vec<Case> = [
+            ("/dev/null", libc::O_RDWR, 0, "c 1:3 is listed"),
+            ("/dev/zero", libc::O_RDONLY, 0, "c 1:5 is listed"),
+            ("/dev/kmsg", libc::O_RDONLY, libc::EPERM, "c 1:11 is not"),
+            (
+                "/dev/loop-control",
+                libc::O_RDONLY,
+                libc::EPERM,
+                "c 10:237 is not",
+            ),
+        ]
+        .into_iter()
+        .filter(|(path, ..)| Path::new(path).exists())
+        .map(|(path, flags, want, what)| open(path, flags, want, what))
+        .collect();
+        let nodev = nix::sys::statvfs::statvfs(scratch)
+            .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NODEV))
+            .unwrap_or(true);
+        if nodev {
+            println!("skipped the mknod probes: {} is nodev", scratch.display());
+        } else {
+            cases.extend([
+                mknod(&blk, true, 7, 0, 0),
+                open(&blk, libc::O_RDONLY, libc::EPERM, "b *:* is m only"),
+                mknod(&null, false, 1, 3, 0),
+                open(&null, libc::O_WRONLY, 0, "the name does not matter"),
+            ]);
+        }
+        cases
+    }
+
+    fn errno() -> i32 {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    }
+
+    /// In the child: only async-signal-safe calls on memory made before
+    /// the fork (the test harness has other threads).
+    fn try_probe(probe: &Probe) -> i32 {
+        match probe {
+            Probe::Open(path, flags) => {
+                // SAFETY: a valid C string; the fd is closed at once.
+                let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
+                if fd < 0 {
+                    return errno();
+                }
+                // SAFETY: we own fd.
+                unsafe { libc::close(fd) };
+                0
+            }
+            Probe::Mknod(path, mode, dev) => {
+                // SAFETY: a valid C string; the node lands in our temp dir.
+                if unsafe { libc::mknod(path.as_ptr(), *mode, *dev) } < 0 {
+                    errno()
+                } else {
+                    0
+                }
+            }
+        }
+    }
+
+    /// Fork a child, move it into the cgroup whose `cgroup.procs` is
+    /// `procs` *before* it tries anything (it waits on a pipe for the
+    /// word), let it run `cases`, and return each outcome.
+    fn run_in_cgroup(procs: &Path, cases: &[Case]) -> Vec<i32> {
+        use nix::fcntl::OFlag;
+        let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (results_read, results_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        // SAFETY: the child only makes async-signal-safe calls (read, open,
+        // close, mknod, write, _exit) on memory prepared before the fork.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let mut byte = 0u8;
+            // SAFETY: reads one byte into a local.
+            let got = unsafe { libc::read(go_read.as_raw_fd(), (&raw mut byte).cast(), 1) };
+            if got == 1 {
+                for case in cases {
+                    let outcome: i32 = try_probe(&case.probe);
+                    // SAFETY: writes 4 bytes from a local; the parent reads
+                    // exactly 4 per case.
+                    unsafe {
+                        libc::write(results_write.as_raw_fd(), (&raw const outcome).cast(), 4)
+                    };
+                }
+            }
+            // SAFETY: leaves without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        drop(go_read);
+        drop(results_write);
+        let child = nix::unistd::Pid::from_raw(pid);
+        if let Err(err) = std::fs::write(procs, pid.to_string()) {
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
+            panic!("write {}: {err}", procs.display());
+        }
+        nix::unistd::write(&go_write, b"g").unwrap();
+        let mut bytes = vec![0u8; 4 * cases.len()];
+        let mut file = std::fs::File::from(results_read);
+        let read = std::io::Read::read_exact(&mut file, &mut bytes);
+        let status = nix::sys::wait::waitpid(child, None).unwrap();
+        read.unwrap_or_else(|e| panic!("the child reported too little ({e}); {status:?}"));
+        assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+        bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    fn check(cases: &[Case], outcomes: &[i32]) {
+        let name = |e: i32| match e {
+            0 => "ok".to_string(),
+            e => format!("{:?}", Errno::from_raw(e)),
+        };
+        let wrong: Vec<String> = cases
+            .iter()
+            .zip(outcomes)
+            .filter(|(case, got)| case.want != **got)
+            .map(|(case, got)| {
+                format!(
+                    "{}: {} instead of {}",
+                    case.what,
+                    name(*got),
+                    name(case.want)
+                )
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("; "));
+    }
+
+    /// A test cgroup directory, removed (once empty) when dropped.
+    struct TestCgroup(PathBuf);
+
+    impl TestCgroup {
+        /// `None` (and a printed reason) where cgroups cannot be made, as in
+        /// a container with a read-only cgroupfs.
+        fn make(parent: &Path) -> Option<TestCgroup> {
+            let dir = parent.join(format!("minibox-devtest-{}", std::process::id()));
+            // Left by an earlier run of this very pid? Only an empty one goes.
+            let _ = std::fs::remove_dir(&dir);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => Some(TestCgroup(dir)),
+                Err(err) => {
+                    println!("skipped: mkdir {}: {err}", dir.display());
+                    None
+                }
+            }
+        }
+    }
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            // The reaped child leaves the cgroup a moment after waitpid.
+            for _ in 0..200 {
+                match std::fs::remove_dir(&self.0) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    _ => return,
+                }
+            }
+        }
+    }
+
+    fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    #[test]
+    fn v1_kernel_enforces_the_default_list() {
+        let tree = Path::new("/sys/fs/cgroup/devices");
+        if !is_root() {
+            println!("skipped: needs root");
+            return;
+        }
+        if !tree.join("devices.allow").exists() {
+            println!("skipped: no v1 devices hierarchy at {}", tree.display());
+            return;
+        }
+        let Some(cgroup) = TestCgroup::make(tree) else {
+            return;
+        };
+        apply_v1(&cgroup.0, &default_rules()).unwrap();
+        let list = std::fs::read_to_string(cgroup.0.join("devices.list")).unwrap();
+        let want: Vec<String> = DOCKER_DEVICES.iter().map(|(_, r)| r.line()).collect();
+        assert_eq!(list.lines().collect::<Vec<_>>(), want, "devices.list");
+        let scratch = tempfile::tempdir().unwrap();
+        let cases = default_cases(scratch.path());
+        let outcomes = run_in_cgroup(&cgroup.0.join("cgroup.procs"), &cases);
+        check(&cases, &outcomes);
+    }
+
+    /// Where a v2 test cgroup goes: the root of a pure v2 machine, or the
+    /// controller-less v2 tree of a hybrid one (BPF programs attach there).
+    fn v2_parent() -> Option<PathBuf> {
+        let root = Path::new(super::super::CGROUP_ROOT);
+        let unified = nix::sys::statfs::statfs(root)
+            .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+        if unified {
+            return Some(root.to_path_buf());
+        }
+        let hybrid = root.join("unified");
+        hybrid.join("cgroup.procs").exists().then_some(hybrid)
+    }
+
+    #[test]
+    fn v2_kernel_enforces_the_default_program() {
+        if !is_root() {
+            println!("skipped: needs root");
+            return;
+        }
+        let Some(parent) = v2_parent() else {
+            println!("skipped: no cgroup2 tree (neither pure v2 nor /sys/fs/cgroup/unified)");
+            return;
+        };
+        let Some(cgroup) = TestCgroup::make(&parent) else {
+            return;
+        };
+        attach_v2(&cgroup.0, &Program::compile(&default_rules()).unwrap()).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let cases = default_cases(scratch.path());
+        let outcomes = run_in_cgroup(&cgroup.0.join("cgroup.procs"), &cases);
+        check(&cases, &outcomes);
+    }
+
+    #[test]
+    fn v2_verifier_refusals_carry_its_log() {
+        if !is_root() {
+            println!("skipped: needs root");
+            return;
+        }
+        // Exit without an answer in r0.
+        let err = load(&Program::raw(vec![Insn::exit()])).expect_err("the verifier refuses");
+        let Error::BpfRejected { reason, log, .. } = &err else {
+            panic!("not a verifier refusal: {err}");
+        };
+        assert_eq!(reason, "R0 !read_ok", "log:\n{log}");
+        assert!(log.lines().count() > 1, "{log}");
+        let message = err.to_string();
+        assert!(!message.contains('\n'), "{message}");
+        assert!(
+            message.starts_with("bpf(BPF_PROG_LOAD, CGROUP_DEVICE, 1 insn): EACCES"),
+            "{message}"
+        );
     }
 }
