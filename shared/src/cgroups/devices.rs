@@ -1549,6 +1549,36 @@ mod tests {
         assert!(!privileged.path().join("devices.deny").exists());
     }
 
+    /// The listing in docs/src/devices-notes.md is the program this code
+    /// generates. `MINIBOX_BLESS=1` rewrites it.
+    #[test]
+    fn the_notes_show_the_current_program() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/devices-notes.md");
+        let Ok(notes) = std::fs::read_to_string(&path) else {
+            panic!("{} is missing", path.display());
+        };
+        let (begin, end) = ("<!-- listing: begin -->\n", "<!-- listing: end -->");
+        let (Some(from), Some(to)) = (notes.find(begin), notes.find(end)) else {
+            panic!("{} has no listing markers", path.display());
+        };
+        let listing = format!(
+            "```text\n{}```\n",
+            Program::compile(&default_rules()).unwrap().listing()
+        );
+        let current = &notes[from + begin.len()..to];
+        if current != listing {
+            if std::env::var_os("MINIBOX_BLESS").is_some() {
+                let updated = format!("{}{listing}{}", &notes[..from + begin.len()], &notes[to..]);
+                std::fs::write(&path, updated).unwrap();
+            } else {
+                panic!(
+                    "{} shows an old program: run with MINIBOX_BLESS=1 to update it",
+                    path.display()
+                );
+            }
+        }
+    }
+
     // -----------------------------------------------------------------
     // Against the kernel: root only, in cgroups named minibox-devtest-PID
     // that each test removes again.
