@@ -9,6 +9,7 @@
 //! | [`ImageArgs`]       | 06    | `IMAGE [COMMAND]`, `--rootfs`, `-v`          |
 //! | [`ContainerOptions`]| 07    | `-d`, `--name`, `-e`, `--env-file`, `--rm`   |
 //! | [`NetworkOptions`]  | 08    | `--network`, `-p`                            |
+//! | [`SecurityOptions`] | 09    | `--privileged`, `--cap-add`, `-u`, …         |
 
 use crate::cgroups::{self, limits, Limits};
 use crate::container::state;
@@ -257,6 +258,101 @@ impl ContainerOptions {
             ));
         }
         Ok(())
+    }
+}
+
+/// Stage 09 on: least privilege, and the ways to ask for more.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SecurityOptions {
+    /// Every capability and device, no seccomp filter, no masked paths
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a capability to the 14 docker keeps (NET_ADMIN, …, or ALL; repeatable)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (or ALL; repeatable)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// no-new-privileges[=true|false], seccomp=unconfined, seccomp=PROFILE.json
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Mount the container's root filesystem read-only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Run as USER[:GROUP] (names from the image's /etc/passwd and /etc/group)
+    #[arg(short, long, value_name = "USER[:GROUP]", value_parser = crate::security::users::parse)]
+    pub user: Option<crate::security::users::UserSpec>,
+    /// The container's oom_score_adj (-1000 to 1000)
+    #[arg(long = "oom-score-adj", value_name = "N", allow_hyphen_values = true, value_parser = crate::security::parse_oom_score_adj)]
+    pub oom_score_adj: Option<i32>,
+    /// Set a namespaced sysctl: KEY=VALUE (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)
+    #[arg(long = "sysctl", value_name = "KEY=VALUE", value_parser = crate::security::parse_sysctl)]
+    pub sysctls: Vec<(String, String)>,
+    /// Give the container a host device: HOST[:CONTAINER[:rwm]] (repeatable)
+    #[arg(long = "device", value_name = "HOST[:CONTAINER[:rwm]]", value_parser = cgroups::devices::HostDevice::parse)]
+    pub devices: Vec<cgroups::devices::HostDevice>,
+}
+
+impl SecurityOptions {
+    /// The devices cgroup's rules: docker's list and every `--device`, or
+    /// everything with `--privileged`.
+    pub fn device_rules(&self) -> Vec<cgroups::devices::DeviceRule> {
+        if self.privileged {
+            return cgroups::devices::privileged_rules();
+        }
+        let mut rules = cgroups::devices::default_rules();
+        rules.extend(self.devices.iter().map(|d| d.rule()));
+        rules
+    }
+
+    /// What init is to apply, decided on the host before anything exists.
+    pub fn hardening(
+        &self,
+        hierarchy: &cgroups::Hierarchy,
+    ) -> Result<crate::security::Hardening, Error> {
+        use crate::security::caps::Caps;
+        use crate::security::seccomp::{self, SeccompChoice, SecurityOpt};
+        let mut no_new_privileges = false;
+        let mut choice = SeccompChoice::Default;
+        for opt in &self.security_opt {
+            match seccomp::parse_security_opt(opt)? {
+                SecurityOpt::Seccomp(c) => choice = c,
+                SecurityOpt::NoNewPrivileges(on) => no_new_privileges = on,
+            }
+        }
+        let base = if self.privileged {
+            Caps::all()
+        } else {
+            Caps::docker_default()
+        };
+        let capabilities = base
+            .adjust(&self.cap_add, &self.cap_drop)
+            .map_err(|e| Error::Usage(format!("--cap-add/--cap-drop: {e}")))?;
+        // Compiled here, on the host, so a bad profile fails before anything
+        // exists; init only loads it. Filtered for the capabilities the
+        // container keeps, as docker does.
+        let filter = match self.privileged {
+            true => None,
+            false => choice
+                .into_profile()
+                .map(|profile| profile.compile(capabilities))
+                .transpose()?,
+        };
+        Ok(crate::security::Hardening {
+            privileged: self.privileged,
+            capabilities,
+            no_new_privileges,
+            read_only_root: self.read_only,
+            user: self.user.clone(),
+            oom_score_adj: self.oom_score_adj,
+            sysctls: self.sysctls.clone(),
+            // docker's default: a private cgroup namespace on v2, the
+            // host's on v1 (see the stage 09 chapter).
+            cgroup_namespace: !self.privileged
+                && matches!(hierarchy, cgroups::Hierarchy::Unified { .. }),
+            seccomp: filter,
+            devices: self.devices.iter().map(Into::into).collect(),
+        })
     }
 }
 

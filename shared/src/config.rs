@@ -68,6 +68,9 @@ pub struct InitConfig {
     /// (`--network container:NAME`).
     #[serde(default)]
     pub join_network: bool,
+    /// 09: capabilities, masks, user, … (`None`: stages 01–08's full root).
+    #[serde(default)]
+    pub hardening: Option<crate::security::Hardening>,
 }
 
 /// Where a container's overlay lives (see [`crate::layer`]).

@@ -115,6 +115,10 @@ def peers(workdir, env):
     net = str(REL / "08-network")
     cmds["08-network --rm --network none"] = [net, "run", "--rm", "--network", "none", "busybox", "/bin/true"]
     cmds["08-network --rm (bridge)"] = [net, "run", "--rm", "busybox", "/bin/true"]
+    # Stage 09: the same as 08 without a network, plus capabilities, masks,
+    # the devices cgroup and a seccomp filter compiled by run for each start.
+    cmds["09-hardening --rm --network none"] = [str(REL / "09-hardening"), "run", "--rm", "--network", "none",
+                                               "busybox", "/bin/true"]
     return cmds, missing
 
 

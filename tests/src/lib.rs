@@ -7,6 +7,8 @@ pub mod netns;
 
 /// A static UDP server for containers (tests/helpers/udp_echo.c).
 pub const UDP_ECHO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/udp_echo"));
+/// `escape_probe`: one escape attempt per call (see tests/helpers/escape_probe.c).
+pub const ESCAPE_PROBE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/escape_probe"));
 
 pub use harness::Container;
 /// Re-exported so test files can write `#[apply(every_stage)]` with one import.
@@ -25,7 +27,7 @@ use std::process::Output;
 /// The stage binaries, in course order: the one table of stages. The
 /// templates below are the sets of stages tests run across; a new stage is
 /// added here and to the templates it belongs to, nowhere else.
-pub const STAGES: [&str; 8] = [
+pub const STAGES: [&str; 9] = [
     "01-namespaces",
     "02-proc-mount",
     "03-pipe-args",
@@ -34,6 +36,7 @@ pub const STAGES: [&str; 8] = [
     "06-volumes",
     "07-full",
     "08-network",
+    "09-hardening",
 ];
 
 /// The stage's number: `"05-cgroups"` → 5.
@@ -57,7 +60,8 @@ pub fn every_stage(
         minibox_tests::STAGES[4],
         minibox_tests::STAGES[5],
         minibox_tests::STAGES[6],
-        minibox_tests::STAGES[7]
+        minibox_tests::STAGES[7],
+        minibox_tests::STAGES[8]
     )]
     stage: &str,
 ) {
@@ -86,7 +90,8 @@ pub fn limited_stages(
         minibox_tests::STAGES[4],
         minibox_tests::STAGES[5],
         minibox_tests::STAGES[6],
-        minibox_tests::STAGES[7]
+        minibox_tests::STAGES[7],
+        minibox_tests::STAGES[8]
     )]
     stage: &str,
 ) {
@@ -102,7 +107,8 @@ pub fn own_root_stages(
         minibox_tests::STAGES[4],
         minibox_tests::STAGES[5],
         minibox_tests::STAGES[6],
-        minibox_tests::STAGES[7]
+        minibox_tests::STAGES[7],
+        minibox_tests::STAGES[8]
     )]
     stage: &str,
 ) {

@@ -56,7 +56,7 @@ for line in (base / "modules.dep").read_text().splitlines():
     mod, _, rest = line.partition(":")
     deps[mod] = rest.split()
 by_name = {Path(m).name.split(".ko")[0].replace("-", "_"): m for m in deps}
-wanted = ["overlay", "veth", "bridge", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq",
+wanted = ["overlay", "loop", "veth", "bridge", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq",
           "nft_fib_inet", "nft_fib_ipv4", "nft_fib_ipv6", "nft_ct", "nf_nat", "nf_conntrack",
           "nft_reject_inet", "nft_compat"]
 order = []
@@ -106,9 +106,9 @@ for applet in $("$img/bin/busybox" --list); do [ "$applet" = busybox ] || ln -sf
 copy() { mkdir -p "$img$(dirname "$1")"; cp -aL "$1" "$img$1"; }
 # The tools the network tests script with, the real ones over busybox's
 # applets of the same name (busybox's ip has no -j, its unshare no
-# --propagation): iproute2's ip, nftables' nft, util-linux's unshare and
-# nsenter, and bash.
-for tool in ip nft unshare nsenter bash; do
+# --propagation): iproute2's ip, nftables' nft, util-linux's unshare,
+# nsenter and losetup (the escape battery's loop device), and bash.
+for tool in ip nft unshare nsenter bash losetup; do
     real=$(command -v "$tool") || { echo "error: $tool is missing: install it (just setup)" >&2; exit 1; }
     rm -f "$img/bin/$tool" "$img/sbin/$tool"
     cp -L "$real" "$img/bin/$tool"

@@ -1549,11 +1549,11 @@ mod tests {
         assert!(!privileged.path().join("devices.deny").exists());
     }
 
-    /// The listing in docs/src/devices-notes.md is the program this code
+    /// The listing in the stage 09 chapter is the program this code
     /// generates. `MINIBOX_BLESS=1` rewrites it.
     #[test]
     fn the_notes_show_the_current_program() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/devices-notes.md");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/stage-09-hardening.md");
         let Ok(notes) = std::fs::read_to_string(&path) else {
             panic!("{} is missing", path.display());
         };

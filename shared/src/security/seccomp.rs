@@ -169,91 +169,11 @@ fn invalid(path: &str, what: impl Into<String>) -> Error {
 // Capabilities
 // ---------------------------------------------------------------------------
 
-/// Capability names by number (`include/uapi/linux/capability.h`).
-const CAPABILITIES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-/// The number of a capability: `CAP_SYS_ADMIN`, `SYS_ADMIN` and
-/// `sys_admin` are all 21.
-pub fn capability_number(name: &str) -> Option<u8> {
-    let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    };
-    CAPABILITIES
-        .iter()
-        .position(|known| *known == full)
-        .and_then(|n| u8::try_from(n).ok())
-}
-
-/// A set of capabilities: bit N is capability number N, as in the `CapEff:`
-/// line of `/proc/PID/status` and in `capget(2)`'s two 32-bit words.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Caps(u64);
+// The capability table and the set type live in [`super::caps`]; what
+// only profiles need (names that may be unknown, as a typed error) is here.
+pub use super::caps::{number as capability_number, Caps};
 
 impl Caps {
-    /// No capability.
-    pub const fn empty() -> Self {
-        Caps(0)
-    }
-
-    /// Every capability this module knows (0 to 40).
-    pub const fn all() -> Self {
-        Caps((1u64 << CAPABILITIES.len()) - 1)
-    }
-
-    /// The set whose bit N is capability N (`0xa80425fb` is docker's 14).
-    pub const fn from_bits(bits: u64) -> Self {
-        Caps(bits)
-    }
-
-    pub const fn bits(self) -> u64 {
-        self.0
-    }
-
     /// The set of these names (`CAP_SYS_ADMIN`, `sys_admin`, …, or `ALL`).
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self> {
         let mut caps = Caps::empty();
@@ -269,39 +189,6 @@ impl Caps {
             }
         }
         Ok(caps)
-    }
-
-    /// This set plus capability `number`.
-    pub const fn with(self, number: u8) -> Self {
-        if number < 64 {
-            Caps(self.0 | (1u64 << number))
-        } else {
-            self
-        }
-    }
-
-    pub const fn contains(self, number: u8) -> bool {
-        number < 64 && self.0 & (1u64 << number) != 0
-    }
-
-    /// Every capability of `other` is in this set.
-    pub const fn contains_all(self, other: Caps) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Some capability of `other` is in this set.
-    pub const fn intersects(self, other: Caps) -> bool {
-        self.0 & other.0 != 0
-    }
-
-    /// The names of the capabilities in the set, lowest number first.
-    pub fn names(self) -> Vec<&'static str> {
-        CAPABILITIES
-            .iter()
-            .enumerate()
-            .filter(|(n, _)| self.0 & (1u64 << n) != 0)
-            .map(|(_, name)| *name)
-            .collect()
     }
 }
 
