@@ -1114,19 +1114,7 @@ pub fn verifier_reason(log: &str) -> String {
 pub fn attach_v2(cgroup_dir: &Path, program: &Program) -> Result<()> {
     let prog = load(program)?;
     let shown = cgroup_dir.display().to_string();
-    let dir = trace::step_shows(
-        format!("open({shown:?}, O_RDONLY|O_DIRECTORY)"),
-        nix::fcntl::open(
-            cgroup_dir,
-            nix::fcntl::OFlag::O_RDONLY
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ),
-        |fd| Some(format!("fd {fd}")),
-    )?;
-    // SAFETY: open just returned this fd to us alone.
-    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    let dir = super::open_dir(cgroup_dir)?;
     let mut attr = ProgAttachAttr {
         target_fd: dir.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
