@@ -1553,7 +1553,11 @@ mod tests {
     /// generates. `MINIBOX_BLESS=1` rewrites it.
     #[test]
     fn the_notes_show_the_current_program() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/devices-notes.md");
+        // The parent, not `shared/..`: the test VM has docs/ but no shared/.
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap_or(Path::new("."));
+        let path = workspace.join("docs/src/devices-notes.md");
         let Ok(notes) = std::fs::read_to_string(&path) else {
             panic!("{} is missing", path.display());
         };
