@@ -143,6 +143,10 @@ bench *FLAGS: rootfs
     set -euo pipefail
     # Statically linked, as runc ships: see docs/src/performance.md.
     triple=$(rustc -vV | sed -n 's/^host: //p')
+    # libseccomp too: its crate links the shared library unless told
+    # otherwise, and a shared library in a static link gives a binary that
+    # crashes before main.
+    LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$(pkg-config --variable=libdir libseccomp)" \
     RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=target/static \
         cargo build --release --workspace --quiet --target "$triple"
     {{sudo}} env MINIBOX_BENCH_BIN="$PWD/target/static/$triple/release" python3 tests/bench/bench.py {{FLAGS}}
