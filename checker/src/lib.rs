@@ -6,9 +6,14 @@
 //! (cgroups and their limits, leftover mounts, processes and cgroups).
 //! [`checks`] grades both against the course's stages.
 
+pub mod bundle;
+pub mod cgroup;
 pub mod error;
+pub mod host;
 pub mod probe;
 pub mod rootfs;
+pub mod run;
+pub mod runtime;
 pub mod template;
 
 pub use error::{Error, Result};
