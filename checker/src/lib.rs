@@ -8,12 +8,15 @@
 
 pub mod bundle;
 pub mod cgroup;
+pub mod checks;
 pub mod error;
 pub mod host;
+pub mod output;
 pub mod probe;
 pub mod rootfs;
 pub mod run;
 pub mod runtime;
+pub mod session;
 pub mod template;
 
 pub use error::{Error, Result};
