@@ -267,7 +267,7 @@ pub const CHECKS: &[Check] = &[
         stage: 2,
         description: "/proc is mounted nosuid,nodev,noexec",
         hint: "mount proc with MS_NOSUID|MS_NODEV|MS_NOEXEC: nothing in /proc needs them — chapter 02",
-        grade: |c| with_report(c, |r| match r.mount_at("/proc") {
+        grade: |c| with_mounts(c, |r| match r.mount_at("/proc") {
             None => fail("no mount at /proc"),
             Some(m) => {
                 let missing: Vec<&str> = ["nosuid", "nodev", "noexec"]
@@ -287,7 +287,7 @@ pub const CHECKS: &[Check] = &[
         stage: 2,
         description: "the container's mounts do not propagate to the host",
         hint: "a mount of the container shares a peer group with the host: make / rprivate (or rslave) right after creating the mount namespace — chapter 02",
-        grade: |c| with_report(c, |r| {
+        grade: |c| with_mounts(c, |r| {
             let shared: Vec<String> = r
                 .mounts
                 .iter()
@@ -425,7 +425,7 @@ pub const CHECKS: &[Check] = &[
         stage: 4,
         description: "the host's root file system is not mounted in the container",
         hint: "the host's / is still mounted in the container: after pivot_root, umount2(old root, MNT_DETACH) — chapter 04",
-        grade: |c| with_report(c, |r| {
+        grade: |c| with_mounts(c, |r| {
             let Some((dev, root)) = &c.obs.host.root_mount else {
                 return skip("the host's root mount was not found in its mountinfo");
             };
@@ -440,7 +440,7 @@ pub const CHECKS: &[Check] = &[
         stage: 4,
         description: "/ is a mount point (pivot_root, not chroot)",
         hint: "there is no mount at /: the root was changed with chroot(2). Bind-mount the rootfs onto itself and pivot_root into it — chapter 04",
-        grade: |c| with_report(c, |r| match r.mount_at("/") {
+        grade: |c| with_mounts(c, |r| match r.mount_at("/") {
             Some(m) => pass(format!("/ is {} {}", m.fstype, m.root)),
             None => fail("/proc/self/mountinfo has no mount at /"),
         }),
@@ -508,7 +508,7 @@ pub const CHECKS: &[Check] = &[
         stage: 4,
         description: "/sys is read-only (or not mounted)",
         hint: "/sys is writable: mount a fresh sysfs with MS_RDONLY — chapter 04",
-        grade: |c| with_report(c, |r| match r.mount_at("/sys") {
+        grade: |c| with_mounts(c, |r| match r.mount_at("/sys") {
             None => pass("/sys is not mounted"),
             Some(m) if m.has_option("ro") => pass(format!("/sys {} ({})", m.fstype, m.options)),
             Some(m) => fail(format!("/sys is mounted {}", m.options)),
@@ -842,6 +842,22 @@ fn with_report(c: &Context<'_>, f: impl FnOnce(&Report) -> Outcome) -> Outcome {
     with_run(c, |_, r| f(r))
 }
 
+/// Why the probe could see neither its namespaces nor its mounts.
+const NO_PROC_HINT: &str =
+    "the container has no /proc, so nothing in it can see its own namespaces or mounts: mount a fresh proc at /proc — chapter 02";
+
+/// A check that reads the container's mount table: without /proc there is
+/// none to read, which is a failure, never a pass.
+fn with_mounts(c: &Context<'_>, f: impl FnOnce(&Report) -> Outcome) -> Outcome {
+    with_report(c, |r| match r.mounts {
+        Some(_) => f(r),
+        None => fail_because(
+            "/proc/self/mountinfo cannot be read: there is no /proc",
+            NO_PROC_HINT,
+        ),
+    })
+}
+
 fn with_scenario(
     run: Option<&ScenarioRun>,
     name: &str,
@@ -890,7 +906,10 @@ fn namespace(c: &Context<'_>, name: &str) -> Outcome {
     with_report(c, |r| {
         let host = c.obs.host.ns.get(name).copied();
         match (r.ns.get(name).copied().flatten(), host) {
-            (None, _) => fail(format!("/proc/self/ns/{name} cannot be read")),
+            (None, _) => fail_because(
+                format!("/proc/self/ns/{name} cannot be read: there is no /proc"),
+                NO_PROC_HINT,
+            ),
             (Some(_), None) => skip(format!("the host's {name} namespace cannot be read")),
             (Some(mine), Some(host)) if mine == host => {
                 fail(format!("the host's {name} namespace ({host})"))

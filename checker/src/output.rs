@@ -74,9 +74,13 @@ pub fn text(verdict: &Verdict<'_>, color: bool) -> String {
     let paint = Paint { on: color };
     let mut out = String::new();
     let runtime = verdict.runtime;
+    let stages = match verdict.stage {
+        1 => "stage 01".to_string(),
+        n => format!("stages 01–{n:02}"),
+    };
     out.push_str(&format!(
-        "minibox-check: stages 01–{:02} against {}\n",
-        verdict.stage, runtime.label
+        "minibox-check: {stages} against {}\n",
+        runtime.label
     ));
     out.push_str(&format!("template: {}\n", runtime.template.text()));
     if let Some(bin) = &runtime.minibox {
@@ -86,12 +90,11 @@ pub fn text(verdict: &Verdict<'_>, color: bool) -> String {
         out.push_str(&format!("warning: {warning}\n"));
     }
     for run in verdict.observations.runs() {
-        if run.raw.is_none() {
+        if let Some(problem) = run.problem() {
             out.push_str(&format!(
-                "{} the {} run printed no probe report: {}\n  command: {}\n  hint: {NO_REPORT_HINT}\n",
+                "{} the {} run {problem}\n  command: {}\n  hint: {NO_REPORT_HINT}\n",
                 paint.status(Status::Fail),
                 run.scenario,
-                run.finished.summary(),
                 shell_words(&run.finished.argv)
             ));
         }
@@ -127,10 +130,14 @@ pub fn text(verdict: &Verdict<'_>, color: bool) -> String {
         verdict.count(Status::Skip),
     );
     let result = if verdict.passed() {
-        format!("every check of stages 01–{:02} passes", verdict.stage)
+        match verdict.stage {
+            1 => "every check of stage 01 passes".to_string(),
+            n => format!("every check of stages 01–{n:02} passes"),
+        }
     } else {
         match verdict.reached() {
             0 => "stage 01 is not reached yet".to_string(),
+            1 => "stage 01 passes; stage 02 is not reached yet".to_string(),
             n => format!(
                 "stages 01–{n:02} pass; stage {:02} is not reached yet",
                 n + 1

@@ -127,8 +127,9 @@ pub struct Report {
     pub escape: Option<Escape>,
     pub dev: Option<Vec<DevEntry>>,
     pub cgroup: Option<Vec<String>>,
-    #[serde(default)]
-    pub status: BTreeMap<String, String>,
+    /// Capabilities, Seccomp, NoNewPrivs, NSpid from /proc/self/status
+    /// (null without /proc).
+    pub status: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub net: Network,
     #[serde(default)]
@@ -225,6 +226,21 @@ mod tests {
     fn the_probe_is_a_static_elf() {
         assert_eq!(&PROBE[..4], b"\x7fELF");
         assert!(!crate::rootfs::has_interpreter(PROBE));
+    }
+
+    #[test]
+    fn a_report_without_proc_parses() {
+        // What the probe prints in a chroot without /proc: nulls everywhere.
+        let text = r#"{"probe":1,"mode":"report","pid":1,"ppid":0,"argv_hex":["2f70726f6265"],
+            "hostname":"h","proc_self_pid":null,"processes":null,"ns":{"pid":null},
+            "mounts":null,"token":null,"root":{"dev":1,"ino":2},"root_dotdot":{"dev":1,"ino":2},
+            "root_write":null,"escape":{"result":"reached-host-root"},"dev":null,"cgroup":null,
+            "visible_limits":{"memory_max":null},"status":null,"uid_map":null,"gid_map":null,
+            "net":{"interfaces":null,"sys_class_net":null,"default_route":null},
+            "volumes":{"rw":null,"ro":null}}"#;
+        let report: Report = serde_json::from_str(text).unwrap();
+        assert_eq!(report.pid, 1);
+        assert!(report.status.is_none() && report.mounts.is_none());
     }
 
     #[test]

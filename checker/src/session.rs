@@ -69,6 +69,23 @@ impl ScenarioRun {
     pub fn report(&self) -> Option<Report> {
         serde_json::from_value(self.raw.clone()?).ok()
     }
+
+    /// Why this run gave the checks nothing to grade, if it did not: no
+    /// probe output, or output the checker cannot read.
+    pub fn problem(&self) -> Option<String> {
+        let Some(raw) = &self.raw else {
+            return Some(format!(
+                "printed no probe report: {}",
+                self.finished.summary()
+            ));
+        };
+        if matches!(self.scenario.as_str(), "hog" | "fork") {
+            return None;
+        }
+        serde_json::from_value::<Report>(raw.clone())
+            .err()
+            .map(|e| format!("printed a probe report the checker cannot read ({e})"))
+    }
 }
 
 /// A cgroup of the container, as the host saw it while it ran.
