@@ -306,10 +306,9 @@ fn unshare_and_chroot_fails_stage_04_with_the_pivot_root_hint() {
 fn installed(test: &str, program: &str) -> bool {
     let found = std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
+    // Not a failure even under CI: the VMs the suite also runs in have no
+    // peers (the CI machine installs them: runc, crun, bubblewrap).
     if !found {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: {program} is not installed, and CI=true installs it (apt-get install {program})");
-        }
         skipped(test, &format!("{program} is not installed"));
     }
     found
@@ -511,7 +510,8 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn without_root_the_checker_says_so_and_exits_2() {
-    if !root("without_root_the_checker_says_so_and_exits_2") {
+    let test = "without_root_the_checker_says_so_and_exits_2";
+    if !root(test) || !installed(test, "setpriv") {
         return;
     }
     let checker = assert_cmd::cargo::cargo_bin("minibox-check");
@@ -531,4 +531,31 @@ fn the_help_lists_presets_and_placeholders() {
         .assert()
         .success()
         .stdout(predicate::str::contains("{volume_ro}").and(predicate::str::contains("minibox:N")));
+}
+
+/// The book's chapter lists every check, and includes the real outputs
+/// this suite keeps up to date.
+#[test]
+fn the_book_names_every_check() {
+    let book = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/src/check.md");
+    let text = std::fs::read_to_string(&book).expect("docs/src/check.md exists");
+    for check in minibox_check::checks::CHECKS {
+        assert!(
+            text.contains(&format!("`{}`", check.id)),
+            "{} does not name {}",
+            book.display(),
+            check.id
+        );
+    }
+    for snapshot in [
+        "minibox_04_at_stage_05",
+        "matrix",
+        "runc_at_stage_08",
+        "bwrap_at_stage_08",
+    ] {
+        assert!(
+            text.contains(&format!("check__{snapshot}.snap:5:")),
+            "the chapter does not include the {snapshot} output"
+        );
+    }
 }
