@@ -9,6 +9,7 @@
 # Template: 'checker/tests/runtimes/chroot-runtime.sh {rootfs} {cmd}'
 set -eu
 [ "$#" -ge 2 ] || { echo "usage: $0 ROOTFS COMMAND [ARGS...]" >&2; exit 125; }
+# shellcheck disable=SC2016 # the inner script's $1 and $@ are its own
 exec unshare --fork --pid --mount --uts --ipc --net --propagation private \
     sh -eu -c '
         root=$1; shift
