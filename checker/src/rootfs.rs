@@ -113,13 +113,16 @@ impl WorkDir {
         Ok(run)
     }
 
-    /// Remove the work directory (unless `--keep`), never crossing into
-    /// a file system mounted below it.
-    pub fn finish(&self) -> Result<()> {
-        if self.keep {
-            return Ok(());
+    /// Unmount what a runtime left mounted below the work directory (the
+    /// directory is ours, so are the mounts on it), then remove it — unless
+    /// `--keep` — never crossing into a file system still mounted there.
+    /// Returns what was unmounted.
+    pub fn finish(&self) -> Result<Vec<String>> {
+        let unmounted = unmount_below(&self.path);
+        if !self.keep {
+            remove_tree(&self.path)?;
         }
-        remove_tree(&self.path)
+        Ok(unmounted)
     }
 }
 
@@ -203,6 +206,58 @@ pub fn build_rootfs(root: &Path, token: &str) -> Result<()> {
     Ok(())
 }
 
+/// Detach every mount below `dir`, deepest first.
+fn unmount_below(dir: &Path) -> Vec<String> {
+    let prefix = format!("{}/", dir.display());
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = crate::host::parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    points.dedup();
+    let mut unmounted = Vec::new();
+    for point in points {
+        // mountinfo escapes space, tab, newline and backslash as octal.
+        let path = unescape_mount_point(&point);
+        let Ok(c_path) = std::ffi::CString::new(path.into_bytes()) else {
+            continue;
+        };
+        // SAFETY: c_path is a NUL-terminated path; umount2 has no other
+        // memory effects. It is below our own work directory.
+        if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } == 0 {
+            unmounted.push(point);
+        }
+    }
+    unmounted
+}
+
+/// Undo mountinfo's octal escapes (`\040` for a space, …).
+fn unescape_mount_point(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 4 <= bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value = bytes[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            out.push(u8::try_from(value).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Remove a directory tree without crossing into other file systems: a
 /// mount a runtime left under the work directory (a leaked bind of the
 /// host's `/`, say) is left alone, and reported.
@@ -279,6 +334,12 @@ mod tests {
         let me = std::env::current_exe().and_then(fs::read).unwrap();
         assert!(has_interpreter(&me));
         assert!(has_interpreter(b"short"));
+    }
+
+    #[test]
+    fn mount_points_unescape() {
+        assert_eq!(unescape_mount_point("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape_mount_point("/plain\\"), "/plain\\");
     }
 
     #[test]

@@ -176,8 +176,13 @@ pub fn observe(settings: &Settings) -> Result<Observations> {
     outer.remove();
     let finished = work.finish();
     let mut observations = result?;
-    if let Err(e) = finished {
-        observations.warnings.push(e.to_string());
+    match finished {
+        Ok(unmounted) if !unmounted.is_empty() => observations.warnings.push(format!(
+            "unmounted what the runtime left under the work directory: {}",
+            unmounted.join(", ")
+        )),
+        Ok(_) => {}
+        Err(e) => observations.warnings.push(e.to_string()),
     }
     if let Some(w) = &outer.warning {
         observations.warnings.push(w.clone());

@@ -558,3 +558,30 @@ fn the_book_names_every_check() {
         );
     }
 }
+
+/// A runtime that mounts on the host and leaves it there fails
+/// 02.host-mounts; the checker unmounts what was left under its own work
+/// directory and says so.
+#[test]
+fn a_leaked_mount_fails_02_and_is_cleaned_up() {
+    if !root("a_leaked_mount_fails_02_and_is_cleaned_up") {
+        return;
+    }
+    let template = "sh -c 'mount -t tmpfs minibox-check-leak \"$0/tmp\" && exec \"$@\"' {rootfs} \
+                    unshare --fork --pid --mount --uts --ipc --net --mount-proc {host_cmd}";
+    let (code, json) = check_json(&["2", "--runtime", template]);
+    assert_eq!(code, 1);
+    let leak = check(&json, "02.host-mounts");
+    assert_eq!(leak["status"], "fail", "{leak}");
+    assert!(leak["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("tmpfs minibox-check-leak")));
+    assert!(json["warnings"][0]
+        .as_str()
+        .is_some_and(|w| w.starts_with("unmounted")));
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mountinfo.contains("minibox-check-leak"),
+        "the leaked mount is still there"
+    );
+}
