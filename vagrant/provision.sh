@@ -16,7 +16,7 @@ as_user() { if [ "$(id -un)" = "$user" ]; then "$@"; else sudo -H -u "$user" "$@
 user_home=$(getent passwd "$user" | cut -d: -f6)
 cargo_bin=$user_home/.cargo/bin
 
-packages=(build-essential pkg-config curl git ca-certificates busybox-static stress cpio qemu-system-x86 python3 util-linux iproute2 procps)
+packages=(build-essential pkg-config curl git ca-certificates busybox-static stress cpio qemu-system-x86 python3 util-linux iproute2 procps nftables kmod xz-utils zstd libseccomp-dev)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -8,6 +8,8 @@
 //! | [`ResourceOptions`] | 05    | `-m`, `--cpus`, `--pids-limit`, …            |
 //! | [`ImageArgs`]       | 06    | `IMAGE [COMMAND]`, `--rootfs`, `-v`          |
 //! | [`ContainerOptions`]| 07    | `-d`, `--name`, `-e`, `--env-file`, `--rm`   |
+//! | [`NetworkOptions`]  | 08    | `--network`, `-p`                            |
+//! | [`SecurityOptions`] | 09    | `--privileged`, `--cap-add`, `-u`, …         |
 
 use crate::cgroups::{self, limits, Limits};
 use crate::container::state;
@@ -259,6 +261,101 @@ impl ContainerOptions {
     }
 }
 
+/// Stage 09 on: least privilege, and the ways to ask for more.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SecurityOptions {
+    /// Every capability and device, no seccomp filter, no masked paths
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a capability to the 14 docker keeps (NET_ADMIN, …, or ALL; repeatable)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (or ALL; repeatable)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// no-new-privileges[=true|false], seccomp=unconfined, seccomp=PROFILE.json
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Mount the container's root filesystem read-only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Run as USER[:GROUP] (names from the image's /etc/passwd and /etc/group)
+    #[arg(short, long, value_name = "USER[:GROUP]", value_parser = crate::security::users::parse)]
+    pub user: Option<crate::security::users::UserSpec>,
+    /// The container's oom_score_adj (-1000 to 1000)
+    #[arg(long = "oom-score-adj", value_name = "N", allow_hyphen_values = true, value_parser = crate::security::parse_oom_score_adj)]
+    pub oom_score_adj: Option<i32>,
+    /// Set a namespaced sysctl: KEY=VALUE (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)
+    #[arg(long = "sysctl", value_name = "KEY=VALUE", value_parser = crate::security::parse_sysctl)]
+    pub sysctls: Vec<(String, String)>,
+    /// Give the container a host device: HOST[:CONTAINER[:rwm]] (repeatable)
+    #[arg(long = "device", value_name = "HOST[:CONTAINER[:rwm]]", value_parser = cgroups::devices::HostDevice::parse)]
+    pub devices: Vec<cgroups::devices::HostDevice>,
+}
+
+impl SecurityOptions {
+    /// The devices cgroup's rules: docker's list and every `--device`, or
+    /// everything with `--privileged`.
+    pub fn device_rules(&self) -> Vec<cgroups::devices::DeviceRule> {
+        if self.privileged {
+            return cgroups::devices::privileged_rules();
+        }
+        let mut rules = cgroups::devices::default_rules();
+        rules.extend(self.devices.iter().map(|d| d.rule()));
+        rules
+    }
+
+    /// What init is to apply, decided on the host before anything exists.
+    pub fn hardening(
+        &self,
+        hierarchy: &cgroups::Hierarchy,
+    ) -> Result<crate::security::Hardening, Error> {
+        use crate::security::caps::Caps;
+        use crate::security::seccomp::{self, SeccompChoice, SecurityOpt};
+        let mut no_new_privileges = false;
+        let mut choice = SeccompChoice::Default;
+        for opt in &self.security_opt {
+            match seccomp::parse_security_opt(opt)? {
+                SecurityOpt::Seccomp(c) => choice = c,
+                SecurityOpt::NoNewPrivileges(on) => no_new_privileges = on,
+            }
+        }
+        let base = if self.privileged {
+            Caps::all()
+        } else {
+            Caps::docker_default()
+        };
+        let capabilities = base
+            .adjust(&self.cap_add, &self.cap_drop)
+            .map_err(|e| Error::Usage(format!("--cap-add/--cap-drop: {e}")))?;
+        // Compiled here, on the host, so a bad profile fails before anything
+        // exists; init only loads it. Filtered for the capabilities the
+        // container keeps, as docker does.
+        let filter = match self.privileged {
+            true => None,
+            false => choice
+                .into_profile()
+                .map(|profile| profile.compile(capabilities))
+                .transpose()?,
+        };
+        Ok(crate::security::Hardening {
+            privileged: self.privileged,
+            capabilities,
+            no_new_privileges,
+            read_only_root: self.read_only,
+            user: self.user.clone(),
+            oom_score_adj: self.oom_score_adj,
+            sysctls: self.sysctls.clone(),
+            // docker's default: a private cgroup namespace on v2, the
+            // host's on v1 (see the stage 09 chapter).
+            cgroup_namespace: !self.privileged
+                && matches!(hierarchy, cgroups::Hierarchy::Unified { .. }),
+            seccomp: filter,
+            devices: self.devices.iter().map(Into::into).collect(),
+        })
+    }
+}
+
 /// Parse the command line; a mistake is one line on stderr and exit 125.
 pub fn parse<C: Parser>() -> C {
     match C::try_parse() {
@@ -298,6 +395,12 @@ pub fn finish_run(result: anyhow::Result<Exit>) -> ExitCode {
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(err) => {
+            // Asked to stop before the container started, run SIGKILLed
+            // init; whatever failed after that failed because of it.
+            let err = match crate::process::checkpoint() {
+                Err(interrupted) if !is_interrupted(&err) => anyhow::Error::from(interrupted),
+                _ => err,
+            };
             let failed_step = err
                 .chain()
                 .any(|cause| matches!(cause.downcast_ref::<Error>(), Some(Error::Sys { .. })));
@@ -322,8 +425,70 @@ pub fn finish_init(result: anyhow::Result<Infallible>) -> ExitCode {
     ExitCode::from(code)
 }
 
+fn is_interrupted(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| matches!(cause.downcast_ref::<Error>(), Some(Error::Interrupted(_))))
+}
+
 fn exit_code_of(err: &anyhow::Error) -> u8 {
     err.chain()
         .find_map(|cause| cause.downcast_ref::<Error>())
         .map_or(EXIT_MINIBOX_FAILED, Error::exit_code)
+}
+
+/// Stage 08 on: the container's network.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetworkOptions {
+    /// bridge (default), none, host, container:NAME, or a network made with `network create`
+    #[arg(long, value_name = "MODE", default_value = "bridge", value_parser = crate::network::parse_mode)]
+    pub network: crate::network::Mode,
+    /// Publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] (repeatable)
+    #[arg(short, long = "publish", value_name = "SPEC", value_parser = crate::network::ports::parse_publish)]
+    pub publish: Vec<crate::network::ports::PortMapping>,
+}
+
+impl NetworkOptions {
+    /// `-p` needs a network of the container's own to publish from.
+    pub fn check(&self) -> Result<(), Error> {
+        if !self.publish.is_empty() && !matches!(self.network, crate::network::Mode::Network(_)) {
+            return Err(Error::Usage(
+                "-p publishes ports of a bridge network: it does not mix with --network none, host or container:".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The namespaces init is born in, for this network mode.
+    pub fn namespaces(&self, all: nix::sched::CloneFlags) -> nix::sched::CloneFlags {
+        self.network.namespaces(all)
+    }
+
+    /// Before init exists: an address and the published ports on a bridge
+    /// network (`None` for the other modes).
+    pub fn plan(
+        &self,
+        id: &str,
+        name: &str,
+        hostname: &str,
+    ) -> Result<Option<crate::network::Plan>, Error> {
+        match &self.network {
+            crate::network::Mode::Network(net) => {
+                crate::network::plan(net, id, name, hostname, &self.publish).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// `container:NAME`: that container's network namespace, to pass to init.
+    pub fn shared_namespace(&self) -> Result<Option<std::os::fd::OwnedFd>, Error> {
+        let crate::network::Mode::Container(name) = &self.network else {
+            return Ok(None);
+        };
+        let other = state::find(name)?;
+        let init = other
+            .init
+            .filter(|i| i.is_alive())
+            .ok_or_else(|| Error::NotRunning(other.name.clone()))?;
+        namespaces::open_network_of(init.pid).map(Some)
+    }
 }

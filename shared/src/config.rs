@@ -30,7 +30,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawF
 use std::path::PathBuf;
 
 /// Bumped whenever a field changes meaning.
-pub const CONFIG_VERSION: u32 = 1;
+pub const CONFIG_VERSION: u32 = 2;
 
 /// The fd on which init finds the config pipe (stage 03 on), as Go's
 /// `ExtraFiles[0]` in the tutorial minibox grew from.
@@ -58,6 +58,19 @@ pub struct InitConfig {
     /// 06: host directories to bind into the new root.
     #[serde(default)]
     pub volumes: Vec<Volume>,
+    /// 08: the container's side of its network (`None`: no network set up).
+    #[serde(default)]
+    pub network: Option<crate::network::Inside>,
+    /// 08: files run wrote (`/etc/hosts`, …) to bind over the image's.
+    #[serde(default)]
+    pub files: Vec<crate::network::FileBind>,
+    /// 08: join the network namespace run passed as fd 5
+    /// (`--network container:NAME`).
+    #[serde(default)]
+    pub join_network: bool,
+    /// 09: capabilities, masks, user, … (`None`: stages 01–08's full root).
+    #[serde(default)]
+    pub hardening: Option<crate::security::Hardening>,
 }
 
 /// Where a container's overlay lives (see [`crate::layer`]).
@@ -114,11 +127,7 @@ impl InitConfig {
 
     /// What the trace shows of a received config.
     pub fn summary(&self, bytes: usize) -> String {
-        format!(
-            "v{}, {bytes} bytes: {}",
-            self.version,
-            trace::quote_list(&self.command)
-        )
+        format!("{bytes} bytes: {}", trace::quote_list(&self.command))
     }
 }
 

@@ -36,6 +36,16 @@ pub enum Error {
     #[error("{step}: {}", describe(*errno))]
     Sys { step: String, errno: Errno },
 
+    /// The kernel's BPF verifier refused a program. The message quotes the
+    /// verifier's complaint; `log` holds its whole report.
+    #[error("{step}: {}: the verifier says {reason:?}", describe(*errno))]
+    BpfRejected {
+        step: String,
+        errno: Errno,
+        reason: String,
+        log: String,
+    },
+
     /// A file operation failed. The message names the operation and the
     /// path, then the cause once: `cause` is deliberately not a `#[source]`,
     /// which anyhow's `{:#}` would print a second time.
@@ -101,6 +111,11 @@ pub enum Error {
 
     #[error("image {name:?} is used by container {container}: remove the container first")]
     ImageInUse { name: String, container: String },
+
+    /// A seccomp profile, capability name or `--security-opt` that cannot
+    /// be used; the message names the file or the option.
+    #[error(transparent)]
+    Seccomp(#[from] crate::security::seccomp::SeccompError),
 }
 
 impl Error {

@@ -22,6 +22,8 @@
 //! | [`layer`]      | 06    | the overlayfs layer a container writes to               |
 //! | [`volumes`]    | 06    | `-v HOST:CONTAINER[:ro]`, resolved inside the root      |
 //! | [`container`]  | 07    | records, the monitor, ps/logs/exec/stop/rm/commit       |
+//! | [`network`]    | 08    | bridge, veth, addresses, NAT, published ports           |
+//! | [`security`]   | 09    | capabilities, seccomp, masked paths, users, devices     |
 //! | [`userns`]     | 10    | user namespaces: id maps, runc's three processes         |
 //! | [`cli`]        | all   | flag groups that stages compose, exit codes             |
 //!
@@ -40,9 +42,11 @@ pub mod layer;
 pub mod lock;
 pub mod mounts;
 pub mod namespaces;
+pub mod network;
 pub mod paths;
 pub mod process;
 pub mod rootfs;
+pub mod security;
 pub mod sync;
 pub mod trace;
 pub mod userns;

@@ -142,6 +142,21 @@ fn ensure_dir(path: &str) -> Result<()> {
     )
 }
 
+/// An `O_PATH` fd of the mount now at `path` (for [`set_read_only_recursive`]).
+pub fn open_mount(path: &str) -> Result<OwnedFd> {
+    trace::step_shows(
+        format!("open({path:?}, O_PATH|O_CLOEXEC)"),
+        nix::fcntl::open(
+            path,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        // SAFETY: open returned a new fd that nothing else owns.
+        .map(|fd| unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }),
+        |fd: &OwnedFd| Some(format!("fd {}", fd.as_raw_fd())),
+    )
+}
+
 /// `AT_RECURSIVE` and `MOUNT_ATTR_RDONLY` from `<linux/mount.h>` (the libc
 /// crate does not offer them for every target).
 const AT_RECURSIVE: libc::c_int = 0x8000;

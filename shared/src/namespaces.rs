@@ -105,3 +105,34 @@ impl Handles {
         trace::step("chdir(\"/\")", nix::unistd::chdir("/"))
     }
 }
+
+/// The fd on which init finds another container's network namespace
+/// (`--network container:NAME`).
+pub const NETNS_FD: std::os::fd::RawFd = 5;
+
+/// init: join the network namespace run passed as [`NETNS_FD`] (a
+/// container sharing another's network, as in a pod).
+pub fn join_network() -> Result<()> {
+    // SAFETY: run placed the namespace's fd at NETNS_FD for us alone.
+    let fd = unsafe { OwnedFd::from_raw_fd(NETNS_FD) };
+    trace::step(
+        format!("setns(fd {NETNS_FD}, CLONE_NEWNET)"),
+        nix::sched::setns(&fd, CloneFlags::CLONE_NEWNET),
+    )
+}
+
+/// run: open the network namespace of process `pid`, to pass to init.
+pub fn open_network_of(pid: i32) -> Result<OwnedFd> {
+    let path = format!("/proc/{pid}/ns/net");
+    let fd = trace::step_shows(
+        format!("open({path:?})"),
+        nix::fcntl::open(
+            path.as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ),
+        |fd| Some(format!("fd {fd}")),
+    )?;
+    // SAFETY: open just returned this fd to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -127,6 +127,66 @@ impl Volume {
     }
 }
 
+/// Bind the host file `host` over `container` (a path inside `new_root`,
+/// resolved inside it: a symlink in the image cannot send it elsewhere),
+/// creating an empty file there first if the image has none. Stage 08 binds
+/// the `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname` it wrote so.
+pub fn bind_file(new_root: &Path, host: &Path, container: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (container.parent(), container.file_name()) else {
+        return Err(Error::Usage(format!(
+            "{} is not a file path",
+            container.display()
+        )));
+    };
+    let root = open_dir(None, new_root)?;
+    let dir = open_in_root(&root, parent, true)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(ResolveFlag::RESOLVE_BENEATH);
+    let target = match openat2(dir.as_raw_fd(), name, how) {
+        Err(Errno::ENOENT) => {
+            let made = nix::fcntl::openat(
+                Some(dir.as_raw_fd()),
+                name,
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                Mode::from_bits_truncate(0o644),
+            );
+            let fd = trace::step(
+                format!(
+                    "openat(<{}>, {:?}, O_CREAT, 0644)",
+                    parent.display(),
+                    name.to_string_lossy()
+                ),
+                made,
+            )?;
+            let _ = nix::unistd::close(fd);
+            openat2(dir.as_raw_fd(), name, how)
+        }
+        other => other,
+    }
+    .map_err(|errno| Error::Sys {
+        step: format!("open {} in the new root", container.display()),
+        errno,
+    })?;
+    // SAFETY: openat2 just returned this fd to us alone.
+    let target = unsafe { OwnedFd::from_raw_fd(target) };
+    let shown = format!("{}{}", new_root.display(), container.display());
+    trace::step(
+        format!(
+            "mount({:?}, {shown:?} via /proc/self/fd/{}, NULL, MS_BIND, NULL)",
+            host.display().to_string(),
+            target.as_raw_fd()
+        ),
+        mount(
+            Some(host),
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ),
+    )
+}
+
 fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }

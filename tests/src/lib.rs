@@ -3,6 +3,12 @@
 //! into stable, reviewable snapshots.
 
 pub mod harness;
+pub mod netns;
+
+/// A static UDP server for containers (tests/helpers/udp_echo.c).
+pub const UDP_ECHO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/udp_echo"));
+/// `escape_probe`: one escape attempt per call (see tests/helpers/escape_probe.c).
+pub const ESCAPE_PROBE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/escape_probe"));
 
 pub use harness::Container;
 /// Re-exported so test files can write `#[apply(every_stage)]` with one import.
@@ -21,7 +27,7 @@ use std::process::Output;
 /// The stage binaries, in course order: the one table of stages. The
 /// templates below are the sets of stages tests run across; a new stage is
 /// added here and to the templates it belongs to, nowhere else.
-pub const STAGES: [&str; 7] = [
+pub const STAGES: [&str; 9] = [
     "01-namespaces",
     "02-proc-mount",
     "03-pipe-args",
@@ -29,6 +35,8 @@ pub const STAGES: [&str; 7] = [
     "05-cgroups",
     "06-volumes",
     "07-full",
+    "08-network",
+    "09-hardening",
 ];
 
 /// The stage's number: `"05-cgroups"` → 5.
@@ -51,7 +59,9 @@ pub fn every_stage(
         minibox_tests::STAGES[3],
         minibox_tests::STAGES[4],
         minibox_tests::STAGES[5],
-        minibox_tests::STAGES[6]
+        minibox_tests::STAGES[6],
+        minibox_tests::STAGES[7],
+        minibox_tests::STAGES[8]
     )]
     stage: &str,
 ) {
@@ -79,7 +89,9 @@ pub fn limited_stages(
     #[values(
         minibox_tests::STAGES[4],
         minibox_tests::STAGES[5],
-        minibox_tests::STAGES[6]
+        minibox_tests::STAGES[6],
+        minibox_tests::STAGES[7],
+        minibox_tests::STAGES[8]
     )]
     stage: &str,
 ) {
@@ -94,7 +106,9 @@ pub fn own_root_stages(
         minibox_tests::STAGES[3],
         minibox_tests::STAGES[4],
         minibox_tests::STAGES[5],
-        minibox_tests::STAGES[6]
+        minibox_tests::STAGES[6],
+        minibox_tests::STAGES[7],
+        minibox_tests::STAGES[8]
     )]
     stage: &str,
 ) {
@@ -183,13 +197,7 @@ fn remove_dead_test_roots() {
 
 /// A command for `<stage> ARGS…` in this test process's environment.
 pub fn stage_command(stage: &str) -> assert_cmd::Command {
-    let env = test_env();
-    let mut cmd = assert_cmd::Command::new(stage_bin(stage));
-    cmd.env("NO_COLOR", "1")
-        .env_remove("MINIBOX_TRACE")
-        .env("MINIBOX_ROOT", &env.root)
-        .env("MINIBOX_CGROUP_PARENT", &env.cgroup_parent);
-    cmd
+    assert_cmd::Command::from_std(stage_process(stage))
 }
 
 /// The same, as a std command (for tests that talk to a running container).
@@ -200,7 +208,32 @@ pub fn stage_process(stage: &str) -> std::process::Command {
         .env_remove("MINIBOX_TRACE")
         .env("MINIBOX_ROOT", &env.root)
         .env("MINIBOX_CGROUP_PARENT", &env.cgroup_parent);
+    without_inherited_fds(&mut cmd);
     cmd
+}
+
+/// Only stdin, stdout and stderr reach the child: whatever else the shell
+/// that started `cargo test` left open would shift the fd numbers the
+/// traces show (and the snapshots would depend on who ran them). A test
+/// that hands a child an fd on purpose does so in a later `pre_exec`.
+pub fn without_inherited_fds(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: close_range is async-signal-safe and touches no memory; it
+    // runs in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let ret = libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            if ret < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// `target/debug/<stage>`: beside the directory holding this test binary.
@@ -273,8 +306,8 @@ where
 }
 
 /// What keeps the stage 01–05 form of `run` working on later stages:
-/// `--rootfs` (06: IMAGE [COMMAND] otherwise) and `--rm` (07: containers
-/// are kept until `rm` otherwise).
+/// `--rootfs` (06: IMAGE [COMMAND] otherwise), `--rm` (07: containers
+/// are kept until `rm` otherwise) and `--network none` (08).
 pub fn compat_flags(stage: &str) -> Vec<std::ffi::OsString> {
     let mut flags = Vec::new();
     if number(stage) >= 6 {
@@ -282,6 +315,11 @@ pub fn compat_flags(stage: &str) -> Vec<std::ffi::OsString> {
     }
     if number(stage) >= 7 {
         flags.push("--rm".into());
+    }
+    // Stage 08's default network makes a bridge: outside a network sandbox
+    // of the test's own (see `netns`), tests must not make one on the host.
+    if number(stage) >= 8 {
+        flags.extend(["--network".into(), "none".into()]);
     }
     flags
 }

@@ -62,6 +62,7 @@ impl Sandbox {
             .env("MINIBOX_ROOT", self.root.path())
             .env("MINIBOX_CGROUP_PARENT", &self.parent)
             .stdin(Stdio::null());
+        minibox_tests::without_inherited_fds(&mut command);
         command
     }
 
@@ -170,6 +171,43 @@ fn private_mount_namespace() {
     .expect("make / private");
 }
 
+/// This thread's own network namespace, with `lo` up: stage 08's bridge,
+/// veths and rules are made only there (a rule of the machines minibox is
+/// developed on), and vanish with the thread.
+fn private_network_namespace() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    minibox::network::netlink::Netlink::open()
+        .and_then(|mut nl| nl.set_up("lo", None))
+        .expect("lo up");
+}
+
+/// What stage 08 can leave in the network namespace: links but `lo`, an
+/// nftables ruleset, forwarding left on.
+fn network_leftovers() -> Vec<String> {
+    let mut left = Vec::new();
+    let links = Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .expect("ip");
+    for line in stdout(&links).lines() {
+        if !line.contains(": lo:") {
+            left.push(line.to_string());
+        }
+    }
+    let rules = Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .expect("nft");
+    if !stdout(&rules).trim().is_empty() {
+        left.push(stdout(&rules));
+    }
+    let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+    if forwarding.trim() != "0" {
+        left.push(format!("ip_forward {}", forwarding.trim()));
+    }
+    left
+}
+
 /// The mount table of this thread's namespace.
 fn mountinfo() -> String {
     std::fs::read_to_string("/proc/thread-self/mountinfo").expect("read mountinfo")
@@ -253,6 +291,10 @@ fn kill_at_every_step(scenario: Scenario) {
     require_root!();
     let sandbox = Sandbox::new(&scenario.tag());
     private_mount_namespace();
+    let networked = scenario.stage == "08-network";
+    if networked {
+        private_network_namespace();
+    }
     let before = mountinfo();
     let points = points(&sandbox, &scenario);
     assert!(points.len() > 10, "too few steps: {points:?}");
@@ -293,6 +335,13 @@ fn kill_at_every_step(scenario: Scenario) {
             "{point}: cleanup left these"
         );
         assert_eq!(before, mountinfo(), "{point}: the mount table changed");
+        if networked {
+            assert_eq!(
+                network_leftovers(),
+                Vec::<String>::new(),
+                "{point}: cleanup left these in the network namespace"
+            );
+        }
         *outcomes
             .entry(if *started {
                 "after start"
@@ -316,6 +365,10 @@ fn interrupt_at_every_step_before_start(scenario: Scenario) {
     require_root!();
     let sandbox = Sandbox::new(&format!("{}i", scenario.tag()));
     private_mount_namespace();
+    let networked = scenario.stage == "08-network";
+    if networked {
+        private_network_namespace();
+    }
     let before = mountinfo();
     let points = points(&sandbox, &scenario);
     let mut covered = 0;
@@ -358,9 +411,13 @@ fn interrupt_at_every_step_before_start(scenario: Scenario) {
             "{point}: run left these"
         );
         assert_eq!(before, mountinfo(), "{point}: the mount table changed");
-        // The parent cgroup stays for the next run; remove it, so the next
-        // run makes it again and takes the same steps as the trial.
+        // The parent cgroup (and stage 08's bridge) stays for the next run;
+        // remove it, so the next run makes it again and takes the same
+        // steps as the trial.
         let _ = sandbox.command(scenario.stage).arg("cleanup").output();
+        if networked {
+            assert_eq!(network_leftovers(), Vec::<String>::new(), "{point}");
+        }
         covered += 1;
     }
     eprintln!(
@@ -443,6 +500,25 @@ fn stage_07(detach: bool) -> Scenario {
         stage: "07-full",
         args,
     }
+}
+
+fn stage_08() -> Scenario {
+    Scenario {
+        stage: "08-network",
+        args: ["--rm", "-p", "8080:80", "busybox", "true"]
+            .map(String::from)
+            .to_vec(),
+    }
+}
+
+#[test]
+fn sigkill_at_every_step_of_stage_08() {
+    kill_at_every_step(stage_08());
+}
+
+#[test]
+fn sigterm_at_every_step_before_start_of_stage_08() {
+    interrupt_at_every_step_before_start(stage_08());
 }
 
 #[test]

@@ -570,7 +570,11 @@ fn a_stranger_with_a_recorded_pid_is_left_alone() {
             format!("{:x}", pid as u64 * 16 + tag.len() as u64)
         );
         let dir = container_dir(&id);
-        std::fs::create_dir_all(&dir).unwrap();
+        // Written beside it and renamed into place: a `cleanup` running
+        // meanwhile (another test) would take a directory without a state
+        // file for a crashed run's leftover and remove it.
+        let staging = dir.with_extension("staging");
+        std::fs::create_dir_all(&staging).unwrap();
         let record = serde_json::json!({
             "id": id, "name": format!("stranger-{tag}-{}", std::process::id()), "image": "busybox",
             "command": ["sleep"], "env": [], "hostname": id, "lower": "/", "created": 0.0,
@@ -578,7 +582,8 @@ fn a_stranger_with_a_recorded_pid_is_left_alone() {
             "exit_code": null, "finished": null, "oom_killed": false,
             "cgroup_parent": test_env().cgroup_parent, "auto_remove": false
         });
-        std::fs::write(dir.join("state.json"), record.to_string()).unwrap();
+        std::fs::write(staging.join("state.json"), record.to_string()).unwrap();
+        std::fs::rename(&staging, &dir).unwrap();
         let ps = ok(&["ps", "-a"]);
         let row = ps
             .lines()

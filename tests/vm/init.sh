@@ -31,6 +31,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /tmp /run
+ln -sf /proc/self/fd /dev/fd   # bash's <(…) needs it; udev would make it
 mount -t devpts devpts /dev/pts
 # No tmpfs over /tmp: / is a tmpfs already, and the checkout under test may
 # itself live in /tmp (CI clones there).
@@ -55,8 +56,11 @@ esac
 # What systemd does: every mount shared, so the propagation tests meet the
 # world they guard against.
 mount --make-rshared /
+# Numbered in dependency order by run.sh; one built into this kernel
+# instead is simply not there.
 for module in /lib/modules/*.ko; do
-    [ -e "$module" ] && insmod "$module"
+    [ -e "$module" ] || continue
+    insmod "$module" 2>/dev/null || echo "MINIBOX-VM: insmod $(basename "$module") failed"
 done
 ip link set lo up 2>/dev/null
 hostname minibox-vm
@@ -65,6 +69,7 @@ hostname minibox-vm
 # is not executable.
 printf 'root:x:0:0:root:/root:/bin/sh\n' > /etc/passwd
 printf 'root:x:0:\n' > /etc/group
+printf 'nameserver 192.0.2.53\n' > /etc/resolv.conf
 
 if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
     cgroups="cgroup2 with $(cat /sys/fs/cgroup/cgroup.controllers)"

@@ -3,7 +3,7 @@
 # pure cgroup v2 and a shared / — the students' world, which this build
 # machine (hybrid cgroup v1, private /) is not.
 #
-#   tests/vm/run.sh [--cgroup v2|v1] [--update-snapshots]
+#   tests/vm/run.sh [--cgroup v2|v1] [--update-snapshots] [--only TEST]
 #
 # Builds the test binaries, packs them with the stage binaries, the busybox
 # rootfs and the snapshot files into an initramfs (at the same absolute
@@ -14,12 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 top=$PWD
-cgroup=v2 update=0
+cgroup=v2 update=0 only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --cgroup) cgroup=$2; shift 2 ;;
         --update-snapshots) update=1; shift ;;
-        *) echo "usage: $0 [--cgroup v2|v1] [--update-snapshots]" >&2; exit 2 ;;
+        --only) only=$2; shift 2 ;;  # one test file, e.g. `--only network`, while you work on it
+        *) echo "usage: $0 [--cgroup v2|v1] [--update-snapshots] [--only TEST]" >&2; exit 2 ;;
     esac
 done
 case "$cgroup" in v1|v2) ;; *) echo "error: --cgroup takes v1 or v2" >&2; exit 2 ;; esac
@@ -40,15 +41,44 @@ else
         rm -f "$cache/$package"_*.deb
     fi
     kernel=$(ls "$cache/$package"/boot/vmlinuz-*)
-    # overlayfs is a module in this kernel; busybox insmod wants it plain.
+    # The modules the suite needs, with their dependencies, decompressed
+    # (busybox insmod wants them plain) and numbered in load order:
+    # overlayfs (stage 06) and what a bridge network with NAT takes (08).
     modules=$(mktemp -d)
-    ko=$(find "$cache/$package/lib/modules" -path '*/kernel/fs/overlayfs/overlay.ko*' | head -1)
-    case "$ko" in
-        "") echo "error: no overlay module in $package" >&2; exit 1 ;;
-        *.xz) xz -dc "$ko" > "$modules/overlay.ko" ;;
-        *.zst) zstd -qdc "$ko" > "$modules/overlay.ko" ;;
-        *) cp "$ko" "$modules/overlay.ko" ;;
-    esac
+    release=$(ls "$cache/$package/lib/modules")
+    [ -e "$cache/$package/lib/modules/$release/modules.dep" ] || depmod -b "$cache/$package" "$release"
+    python3 - "$cache/$package/lib/modules/$release" "$modules" <<'PY'
+import lzma, subprocess, sys
+from pathlib import Path
+base, out = Path(sys.argv[1]), Path(sys.argv[2])
+deps = {}
+for line in (base / "modules.dep").read_text().splitlines():
+    mod, _, rest = line.partition(":")
+    deps[mod] = rest.split()
+by_name = {Path(m).name.split(".ko")[0].replace("-", "_"): m for m in deps}
+wanted = ["overlay", "loop", "veth", "bridge", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq",
+          "nft_fib_inet", "nft_fib_ipv4", "nft_fib_ipv6", "nft_ct", "nf_nat", "nf_conntrack",
+          "nft_reject_inet", "nft_compat"]
+order = []
+def visit(mod):
+    if mod in order:
+        return
+    for dep in deps.get(mod, []):
+        visit(dep)
+    order.append(mod)
+for name in wanted:
+    if name in by_name:
+        visit(by_name[name])
+for n, mod in enumerate(order):
+    src = base / mod
+    data = src.read_bytes()
+    if mod.endswith(".xz"):
+        data = lzma.decompress(data)
+    elif mod.endswith(".zst"):
+        data = subprocess.run(["zstd", "-qdc", str(src)], capture_output=True, check=True).stdout
+    (out / f"{n:02d}-{Path(mod).name.split('.ko')[0]}.ko").write_bytes(data)
+PY
+    ls "$modules"/*overlay.ko >/dev/null 2>&1 || { echo "error: no overlay module in $package" >&2; exit 1; }
 fi
 
 # --- what to test: every test executable of the workspace.
@@ -58,6 +88,10 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["executable"])')
+if [ -n "$only" ]; then
+    tests=$(echo "$tests" | grep "/${only}-[0-9a-f]*$" || true)
+    [ -n "$tests" ] || { echo "error: no test file named $only" >&2; exit 2; }
+fi
 cargo build --workspace --quiet
 rootfs=$(cd build/rootfs && pwd -P)
 
@@ -70,6 +104,18 @@ cp /bin/busybox "$img/bin/busybox"
 for applet in $("$img/bin/busybox" --list); do [ "$applet" = busybox ] || ln -sf busybox "$img/bin/$applet"; done
 [ -n "${modules:-}" ] && cp "$modules"/*.ko "$img/lib/modules/"
 copy() { mkdir -p "$img$(dirname "$1")"; cp -aL "$1" "$img$1"; }
+# The tools the network tests script with, the real ones over busybox's
+# applets of the same name (busybox's ip has no -j, its unshare no
+# --propagation): iproute2's ip, nftables' nft, util-linux's unshare,
+# nsenter and losetup (the escape battery's loop device), and bash.
+for tool in ip nft unshare nsenter bash losetup; do
+    real=$(command -v "$tool") || { echo "error: $tool is missing: install it (just setup)" >&2; exit 1; }
+    rm -f "$img/bin/$tool" "$img/sbin/$tool"
+    cp -L "$real" "$img/bin/$tool"
+    for lib in $(ldd "$real" | grep -o '/[^ ]*'); do
+        [ -e "$img$lib" ] || copy "$lib"
+    done
+done
 stages=$(find "$top/target/debug" -maxdepth 1 -type f -executable \( -name '0[0-9]-*' -o -name minibox-check \))
 for binary in $tests $stages; do
     mkdir -p "$img$(dirname "$binary")"

@@ -18,6 +18,7 @@
 //! The mode is read from the file system (`statfs` magic and the mount
 //! table), never asked of the user. What the flags mean is in [`limits`].
 
+pub mod devices;
 pub mod limits;
 pub mod v1;
 pub mod v2;
@@ -47,6 +48,9 @@ pub enum Controller {
     /// v1 only: v2 has `cgroup.freeze` in every cgroup. `commit` freezes
     /// the container while it reads its files.
     Freezer,
+    /// v1 only: v2 has no devices controller; a BPF program attached to the
+    /// cgroup does its work there (see [`devices`]).
+    Devices,
 }
 
 impl Controller {
@@ -59,12 +63,13 @@ impl Controller {
     ];
 
     /// The v1 hierarchies a container joins.
-    pub const V1: [Controller; 5] = [
+    pub const V1: [Controller; 6] = [
         Controller::Cpu,
         Controller::Cpuset,
         Controller::Memory,
         Controller::Pids,
         Controller::Freezer,
+        Controller::Devices,
     ];
 
     /// The kernel's name (`memory`), as in mount options and
@@ -76,6 +81,7 @@ impl Controller {
             Controller::Memory => "memory",
             Controller::Pids => "pids",
             Controller::Freezer => "freezer",
+            Controller::Devices => "devices",
         }
     }
 }

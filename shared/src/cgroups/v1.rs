@@ -80,7 +80,7 @@ pub fn write_limits(dirs: &[(Controller, PathBuf)], limits: &Limits) -> Result<(
                     write(&dir.join("pids.max"), &pids.v1())?;
                 }
             }
-            Controller::Freezer => {}
+            Controller::Freezer | Controller::Devices => {}
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use crate::process::{self, Exit};
 use crate::trace;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// The monitor's line back to the caller that started it.
 pub struct StartReporter {
@@ -65,6 +65,28 @@ pub fn detach(id: &str) -> Result<Detached> {
             trace::step_shows("setsid()", nix::unistd::setsid(), |sid| {
                 Some(format!("session {sid}"))
             })?;
+            // A daemon keeps none of its caller's fds: a pipe the caller's
+            // shell reads to EOF (`run -d … | cat`) would otherwise stay
+            // open as long as the container lives. Its own pipe moves to 3.
+            let report_fd = 3;
+            let write_end = if write_end.as_raw_fd() == report_fd {
+                write_end
+            } else {
+                trace::step(
+                    format!("dup3({}, {report_fd}, O_CLOEXEC)", write_end.as_raw_fd()),
+                    nix::unistd::dup3(
+                        write_end.as_raw_fd(),
+                        report_fd,
+                        nix::fcntl::OFlag::O_CLOEXEC,
+                    )
+                    .map(drop),
+                )?;
+                drop(write_end);
+                // SAFETY: dup3 just made fd 3 a copy of the pipe, and
+                // nothing else in this process owns fd 3.
+                unsafe { OwnedFd::from_raw_fd(report_fd) }
+            };
+            process::close_fds_from(report_fd + 1)?;
             Ok(Detached::Monitor(StartReporter {
                 pipe: File::from(write_end),
             }))

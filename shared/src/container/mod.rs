@@ -94,6 +94,26 @@ pub fn log_fds(log: Option<&File>) -> Vec<(BorrowedFd<'_>, RawFd)> {
     log.map_or_else(Vec::new, |log| vec![(log.as_fd(), 1), (log.as_fd(), 2)])
 }
 
+/// What a later stage adds to a container that `rm` and `cleanup` must
+/// undo too (stage 08: its network lease, veth and rules). The verbs are
+/// stage 07's; a stage passes its extensions to [`Verb::execute`].
+pub trait Extension {
+    /// Undo it for container `id` (its run is gone; `rm` holds its lock).
+    fn remove(&self, id: &str) -> Result<()>;
+    /// `cleanup`: undo it for every container `alive` says is gone; a line
+    /// for cleanup's report.
+    fn cleanup(&self, alive: &dyn Fn(&str) -> bool) -> Result<String>;
+    /// The header of a column `ps` shows for it, if any.
+    fn ps_header(&self) -> Option<&'static str> {
+        None
+    }
+    /// That column's cell for container `id`.
+    fn ps_cell(&self, id: &str) -> String {
+        let _ = id;
+        String::new()
+    }
+}
+
 /// The verbs around container records, as a stage's subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum Verb {
@@ -197,9 +217,9 @@ pub struct ExecArgs {
 
 impl Verb {
     /// Carry out the verb; its exit code for the binary to exit with.
-    pub fn execute(self) -> Result<Exit> {
+    pub fn execute(self, extensions: &[&dyn Extension]) -> Result<Exit> {
         match self {
-            Verb::Ps { all, quiet } => print!("{}", ps(all, quiet)),
+            Verb::Ps { all, quiet } => print!("{}", ps(all, quiet, extensions)),
             Verb::Logs { follow, container } => {
                 let container = state::find(&container)?;
                 logs(&container, follow, &mut std::io::stdout())?;
@@ -233,7 +253,7 @@ impl Verb {
             }
             Verb::Rm { force, containers } => {
                 for name in containers {
-                    remove(&name, force)?;
+                    remove(&name, force, extensions)?;
                     println!("{name}");
                 }
             }
@@ -255,7 +275,9 @@ impl Verb {
             }
             Verb::Images => image::run_command(ImageCommand::Ls, image_user)?,
             Verb::Image(command) => image::run_command(command, image_user)?,
-            Verb::Cleanup { cgroup_parent } => println!("{}", cleanup(&cgroup_parent)?),
+            Verb::Cleanup { cgroup_parent } => {
+                println!("{}", cleanup(&cgroup_parent, extensions)?)
+            }
         }
         Ok(Exit::Code(0))
     }
@@ -269,10 +291,11 @@ fn image_user(rootfs: &Path) -> Option<String> {
     })
 }
 
-/// `ps`: running containers, or all with `-a`; ids only with `-q`.
-pub fn ps(all: bool, quiet: bool) -> String {
+/// `ps`: running containers, or all with `-a`; ids only with `-q`. Each
+/// extension may add a column (stage 08: the address and ports).
+pub fn ps(all: bool, quiet: bool, extensions: &[&dyn Extension]) -> String {
     let now = state::now();
-    let mut rows = vec![[
+    let mut header: Vec<String> = [
         "CONTAINER ID",
         "NAME",
         "IMAGE",
@@ -281,7 +304,18 @@ pub fn ps(all: bool, quiet: bool) -> String {
         "STATUS",
         "PID",
     ]
-    .map(String::from)];
+    .map(String::from)
+    .to_vec();
+    let columns: Vec<&&dyn Extension> = extensions
+        .iter()
+        .filter(|e| e.ps_header().is_some())
+        .collect();
+    header.extend(
+        columns
+            .iter()
+            .filter_map(|e| e.ps_header().map(String::from)),
+    );
+    let mut rows = vec![header];
     let mut ids = Vec::new();
     for entry in state::list() {
         match entry {
@@ -295,7 +329,7 @@ pub fn ps(all: bool, quiet: bool) -> String {
                 if command.chars().count() > 24 {
                     command = command.chars().take(23).collect::<String>() + "…";
                 }
-                rows.push([
+                let mut row = vec![
                     c.id.clone(),
                     c.name.clone(),
                     c.image.clone(),
@@ -306,11 +340,13 @@ pub fn ps(all: bool, quiet: bool) -> String {
                         .as_ref()
                         .filter(|_| condition == Condition::Running)
                         .map_or("-".into(), |p| p.pid.to_string()),
-                ]);
+                ];
+                row.extend(columns.iter().map(|e| e.ps_cell(&c.id)));
+                rows.push(row);
             }
             Entry::Broken { id, reason } if all => {
                 ids.push(id.clone());
-                rows.push([
+                let mut row = vec![
                     id.clone(),
                     "-".into(),
                     "-".into(),
@@ -318,7 +354,9 @@ pub fn ps(all: bool, quiet: bool) -> String {
                     "-".into(),
                     format!("Dead ({reason})"),
                     "-".into(),
-                ]);
+                ];
+                row.resize(rows[0].len(), "-".into());
+                rows.push(row);
             }
             Entry::Broken { .. } => {}
         }
@@ -326,7 +364,7 @@ pub fn ps(all: bool, quiet: bool) -> String {
     if quiet {
         return ids.iter().map(|id| format!("{id}\n")).collect();
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -382,10 +420,10 @@ pub fn logs(container: &ContainerState, follow: bool, out: &mut dyn Write) -> Re
 /// `rm [-f]`: a stopped container's layer, record and log (with `-f`, stop
 /// it first). The container's lock is held while its files go, so no run
 /// or monitor can be using them.
-pub fn remove(name: &str, force: bool) -> Result<()> {
+pub fn remove(name: &str, force: bool, extensions: &[&dyn Extension]) -> Result<()> {
     let container = match state::find_any(name)? {
         Found::Ok(container) => *container,
-        Found::Broken(id) => return remove_leftovers_of(&id, None),
+        Found::Broken(id) => return remove_leftovers_of(&id, None, extensions),
     };
     match container.condition() {
         Condition::Starting => return Err(Error::StillStarting(container.name)),
@@ -397,15 +435,22 @@ pub fn remove(name: &str, force: bool) -> Result<()> {
     if !state::exists(&container.id) {
         return Ok(());
     }
-    remove_leftovers_of(&container.id, Some(&container.cgroup_parent))
+    remove_leftovers_of(&container.id, Some(&container.cgroup_parent), extensions)
 }
 
 /// Remove a container whose run is gone: its cgroup (if its monitor died
 /// before removing it), its directory, its lock file.
-fn remove_leftovers_of(id: &str, cgroup_parent: Option<&str>) -> Result<()> {
+fn remove_leftovers_of(
+    id: &str,
+    cgroup_parent: Option<&str>,
+    extensions: &[&dyn Extension],
+) -> Result<()> {
     let Some(_lock) = ContainerLock::try_acquire(id)? else {
         return Err(Error::StillStarting(id.to_string()));
     };
+    for extension in extensions {
+        extension.remove(id)?;
+    }
     if let Some(parent) = cgroup_parent {
         let hierarchy = Hierarchy::detect()?;
         let mut cgroup = cgroups::Cgroup::existing(hierarchy, parent, id);
@@ -421,7 +466,7 @@ fn remove_leftovers_of(id: &str, cgroup_parent: Option<&str>) -> Result<()> {
 /// or monitor was killed: whatever `--rm` promised, and the records of
 /// containers that never started) go entirely; then cgroups and layers no
 /// live run holds, half-imported images, and free lock files.
-pub fn cleanup(cgroup_parent: &str) -> Result<String> {
+pub fn cleanup(cgroup_parent: &str, extensions: &[&dyn Extension]) -> Result<String> {
     let mut containers = 0;
     for entry in state::list() {
         let (id, parent) = match entry {
@@ -432,9 +477,18 @@ pub fn cleanup(cgroup_parent: &str) -> Result<String> {
             Entry::Broken { id, .. } => (id, None),
             Entry::Ok(_) => continue,
         };
-        if remove_leftovers_of(&id, parent.as_deref()).is_ok() {
+        if remove_leftovers_of(&id, parent.as_deref(), extensions).is_ok() {
             containers += 1;
         }
+    }
+    let alive = |id: &str| {
+        state::load(id)
+            .is_ok_and(|c| matches!(c.condition(), Condition::Starting | Condition::Running))
+    };
+    let mut extra = String::new();
+    for extension in extensions {
+        extra.push_str(", ");
+        extra.push_str(&extension.cleanup(&alive)?);
     }
     let hierarchy = Hierarchy::detect()?;
     let cgroups = cgroups::cleanup(&hierarchy, cgroup_parent)?;
@@ -442,6 +496,6 @@ pub fn cleanup(cgroup_parent: &str) -> Result<String> {
     let imports = image::remove_stale_imports();
     ContainerLock::remove_free_locks();
     Ok(format!(
-        "removed {containers} dead container(s), {cgroups} stale cgroup(s) under {cgroup_parent}, {layers} layer(s), {imports} unfinished import(s)"
+        "removed {containers} dead container(s), {cgroups} stale cgroup(s) under {cgroup_parent}, {layers} layer(s), {imports} unfinished import(s){extra}"
     ))
 }

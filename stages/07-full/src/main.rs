@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     match cli::parse::<Cli>() {
         Cli::Run(args) => cli::finish_run(run(*args)),
         Cli::Init => cli::finish_init(init()),
-        Cli::Container(verb) => cli::finish_run(verb.execute().map_err(Into::into)),
+        Cli::Container(verb) => cli::finish_run(verb.execute(&[]).map_err(Into::into)),
     }
 }
 

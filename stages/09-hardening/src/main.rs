@@ -1,0 +1,262 @@
+//! # Stage 09 — least privilege by default
+//!
+//! Stage 08 plus one idea: root in the container is not the host's root.
+//! run decides the container's privileges before anything exists (docker's
+//! 14 capabilities, adjusted by `--cap-add`/`--cap-drop`, or
+//! `--privileged`). init makes itself non-dumpable, enters a cgroup
+//! namespace once it is in its cgroup, masks and write-protects the parts
+//! of `/proc` and `/sys` that reach the whole machine, and just before
+//! `execve` gives up what the container must not have: the capabilities
+//! outside its set, the root user (`-u`), new privileges (`no_new_privs`).
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser};
+use minibox::cgroups::{self, devices, Cgroup, Hierarchy};
+use minibox::cli::{
+    self, ContainerOptions, ImageArgs, NetworkOptions, ResourceOptions, RunOptions, SecurityOptions,
+};
+use minibox::config::{self, ConfigPipe, InitConfig, CONFIG_FD};
+use minibox::container::{self, ContainerState, Detached, NewContainer, Verb};
+use minibox::layer::{self, Layer};
+use minibox::lock::ContainerLock;
+use minibox::network::{self, Plan};
+use minibox::process::{self, Exit, Spawn};
+use minibox::security::{self, caps, masks, users};
+use minibox::sync::RunLink;
+use minibox::{command, id, mounts, namespaces, rootfs, trace, volumes};
+use std::convert::Infallible;
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "09-hardening",
+    version,
+    about = "minibox stage 09: least privilege by default"
+)]
+enum Cli {
+    /// Run COMMAND as PID 1 of new namespaces, in a cgroup of its own
+    Run(Box<RunArgs>),
+    #[command(flatten)]
+    Container(Verb),
+    #[command(flatten)]
+    Network(network::Verb),
+    /// The container's first process (started by `run`, not by hand)
+    #[command(hide = true)]
+    Init,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    options: RunOptions,
+    #[command(flatten)]
+    resources: ResourceOptions,
+    #[command(flatten)]
+    image: ImageArgs,
+    #[command(flatten)]
+    container: ContainerOptions,
+    #[command(flatten)]
+    network: NetworkOptions,
+    #[command(flatten)]
+    security: SecurityOptions,
+}
+
+fn main() -> ExitCode {
+    match cli::parse::<Cli>() {
+        Cli::Run(args) => cli::finish_run(run(*args)),
+        Cli::Init => cli::finish_init(init()),
+        Cli::Container(verb) => {
+            cli::finish_run(verb.execute(&[&network::Teardown]).map_err(Into::into))
+        }
+        Cli::Network(verb) => cli::finish_run(verb.execute().map_err(Into::into)),
+    }
+}
+
+/// The parent, on the host: start init in new namespaces, wait for it.
+fn run(args: RunArgs) -> Result<Exit> {
+    trace::start(args.options.trace);
+    args.container.hide_values()?;
+    process::catch_signals();
+    let limits = args.resources.limits()?;
+    let id = id::generate()?;
+    let hostname = args.options.hostname_or(&id)?;
+    let stdin = args.options.stdin()?;
+    let (image, argv) = args.image.image_and_command()?;
+    args.image.prepare_volumes()?;
+    args.container.check(&args.options)?;
+    args.network.check()?;
+    let defaults = command::container_env(&hostname, args.options.terminal());
+    let env = args.container.environment(defaults)?;
+
+    // -d: the process splits here, before anything exists that either half
+    // would own. The caller waits for word and returns; this half goes on
+    // as the container's monitor.
+    let monitor = match args.container.detach {
+        false => None,
+        true => match container::detach(&id)? {
+            Detached::Caller(exit) => return Ok(exit),
+            Detached::Monitor(reporter) => Some(reporter),
+        },
+    };
+
+    // Whatever on the host carries this id is ours while we hold its lock.
+    let _lock = ContainerLock::acquire(&id)?;
+
+    // The container's record: from here on `ps -a` lists it.
+    let mut record = ContainerState::new(NewContainer {
+        id: &id,
+        name: args.container.name.clone(),
+        image: args.image.image_name(),
+        command: &argv,
+        env: env.clone(),
+        hostname: &hostname,
+        lower: &image,
+        cgroup_parent: &args.resources.cgroup_parent,
+        auto_remove: args.container.rm,
+    });
+    let mut reservation = record.create()?;
+    let mut config = InitConfig::new(args.options.trace, hostname, argv);
+    config.env = env;
+
+    // The cgroup exists, limits and all, before init exists.
+    let hierarchy = Hierarchy::detect()?;
+    // What the container may do, decided here: init only carries it out.
+    config.hardening = Some(args.security.hardening(&hierarchy)?);
+    cgroups::remove_stale(&hierarchy, &args.resources.cgroup_parent)?;
+    layer::remove_stale(container::state::exists);
+    let mut cgroup = Cgroup::create(hierarchy, &args.resources.cgroup_parent, &id, &limits)?;
+    // Which devices the container may open, before init exists.
+    devices::apply(&cgroup, &args.security.device_rules())?;
+    let layer = Layer::create(&id, &image)?;
+    config.root = Some(layer.paths().merged);
+    config.layer = Some(layer.paths());
+    config.volumes = args.image.volumes.clone();
+    let log = monitor
+        .as_ref()
+        .map(|_| container::state::open_log(&id))
+        .transpose()?;
+
+    // The network, before init exists: an address, the published ports
+    // held, the name files written (or another container's namespace).
+    let plan = args.network.plan(&id, &record.name, &config.hostname)?;
+    config.network = plan.as_ref().map(Plan::inside);
+    config.files = plan.as_ref().map(Plan::files).unwrap_or_default();
+    let shared_network = args.network.shared_namespace()?;
+    config.join_network = shared_network.is_some();
+
+    let config_pipe = ConfigPipe::new()?;
+    let namespaces = args.network.namespaces(namespaces::CONTAINER);
+    let mut init = Spawn::new(namespaces, stdin, args.options.terminal())
+        .pass_fd(config_pipe.read_end(), CONFIG_FD)
+        .pass_fds(container::log_fds(log.as_ref()))
+        .pass_fds(
+            shared_network
+                .iter()
+                .map(|fd| (fd.as_fd(), namespaces::NETNS_FD))
+                .collect(),
+        )
+        .into_cgroup(&cgroup)
+        .start()
+        .context("cannot start the container")?;
+    config_pipe.send(&config)?;
+    cgroup.add_process(init.pid)?;
+    // init's network namespace exists now: plug it in.
+    let mut attachment = plan.map(|plan| plan.connect(init.pid)).transpose()?;
+    init.release()?;
+
+    init.wait_for_exec()?;
+    record.started(init.pid)?;
+    reservation.keep();
+    if let Some(monitor) = monitor {
+        monitor.started();
+        container::release_terminal()?;
+    }
+
+    let exit = init.wait()?;
+    let oom_kills = cgroup.oom_kills();
+    cgroup.remove()?;
+    if let Some(attachment) = attachment.as_mut() {
+        attachment.detach()?;
+    }
+    // Kept for `logs`, `commit` and `ps -a` until `rm`; with --rm, gone now.
+    record.exited(exit, oom_kills > 0)?;
+    trace::flush();
+    match args.resources.oom_error(oom_kills) {
+        Some(oom) => Err(oom.into()),
+        None => Ok(exit),
+    }
+}
+
+/// The child, PID 1 of its namespaces: set up, then become the command.
+fn init() -> Result<Infallible> {
+    let run = RunLink::connect()?;
+    let config = config::receive(CONFIG_FD)?;
+    run.follow_trace_mode(&config);
+    let hardening = config.hardening.clone().unwrap_or_default();
+    // Before anything else: nothing in the container may open this
+    // process (still the host's minibox binary) through /proc.
+    security::protect_init(hardening.oom_score_adj)?;
+    run.wait_for_go("placed in its cgroup, its network plugged in")?;
+    // Its cgroup is the cgroup namespace's root from now on.
+    if hardening.cgroup_namespace {
+        security::enter_cgroup_namespace()?;
+    }
+    if config.join_network {
+        namespaces::join_network()?;
+    }
+    if let Some(inside) = &config.network {
+        network::configure_inside(inside)?;
+    }
+    namespaces::set_hostname(&config.hostname)?;
+    mounts::make_mount_tree_private()?;
+    let layer = config
+        .layer
+        .as_ref()
+        .context("InitConfig without a layer")?;
+    layer::mount_overlay(layer)?;
+    for volume in &config.volumes {
+        volume.mount(&layer.merged)?;
+    }
+    for file in &config.files {
+        volumes::bind_file(&layer.merged, &file.host, &file.container)?;
+    }
+    rootfs::pivot_into(config.root()?)?;
+    mounts::mount_proc()?;
+    mounts::mount_dev()?;
+    security::create_device_nodes(&hardening.devices)?;
+    security::mount_ipc_filesystems()?;
+    mounts::mount_sys_readonly()?;
+    if hardening.cgroup_namespace {
+        security::mount_cgroup_readonly()?;
+    }
+    security::set_sysctls(&hardening.sysctls)?;
+    if !hardening.privileged {
+        masks::mask(&masks::MASKED)?;
+        masks::read_only(&masks::READ_ONLY)?;
+    }
+    if hardening.read_only_root {
+        security::make_root_read_only()?;
+    }
+
+    // Least privilege, last, in the kernel's order: the bounding set, no
+    // new privileges, the seccomp filter (installing one takes
+    // no_new_privs or CAP_SYS_ADMIN, which init keeps in its effective set
+    // until the user changes or it execs), then the user.
+    let user = hardening
+        .user
+        .as_ref()
+        .map(users::resolve_in_root)
+        .transpose()?;
+    caps::limit_to(hardening.capabilities)?;
+    if hardening.no_new_privileges {
+        security::set_no_new_privs()?;
+    }
+    if let Some(filter) = hardening.seccomp {
+        filter.load()?;
+    }
+    if let Some(user) = &user {
+        users::become_user(user)?;
+    }
+    Ok(command::exec(&run, &config.command, &config.env)?)
+}
