@@ -606,8 +606,10 @@ fn terminate(pid: i32, report: &Report) {
     }
 }
 
-/// `unshare --net …`: the runtime in a network namespace of its own, with
-/// its own sysfs and `lo` up, so bridges and veths it makes vanish with it.
+/// `unshare --net …`: the runtime in a network namespace of its own with
+/// `lo` up, so the bridges, veths and nftables tables it makes vanish with
+/// it. (The host's sysfs stays: a fresh one would hide /sys/fs/cgroup,
+/// which the runtime needs; the container mounts its own.)
 fn in_network_sandbox(argv: Vec<OsString>) -> Vec<OsString> {
     let mut wrapped: Vec<OsString> = [
         "unshare",
@@ -619,7 +621,7 @@ fn in_network_sandbox(argv: Vec<OsString>) -> Vec<OsString> {
         "--",
         "sh",
         "-c",
-        "mount -t sysfs sysfs /sys && ip link set lo up && exec \"$@\"",
+        "ip link set lo up && exec \"$@\"",
         "sh",
     ]
     .iter()
