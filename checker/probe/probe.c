@@ -675,6 +675,34 @@ static void report_volume(const char *k, const char *dir)
     end_object();
 }
 
+/* Whether each path exists: the paths docker masks (a mount over each
+ * that exists) and those it makes read-only. What a kernel lacks cannot
+ * be masked, and is not missed. */
+static void kv_paths_exist(const char *k, const char *const *paths, size_t n)
+{
+    key(k);
+    begin_object();
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        kv_bool(paths[i], lstat(paths[i], &st) == 0);
+    }
+    end_object();
+}
+
+static void report_protected_paths(void)
+{
+    static const char *const masked[] = {
+        "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+        "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+        "/sys/firmware", "/sys/devices/virtual/powercap",
+    };
+    static const char *const read_only[] = {
+        "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+    };
+    kv_paths_exist("masked_paths", masked, sizeof masked / sizeof masked[0]);
+    kv_paths_exist("read_only_paths", read_only, sizeof read_only / sizeof read_only[0]);
+}
+
 static void report(int argc, char **argv)
 {
     const char *host_root = argc > 2 ? argv[2] : NULL;
@@ -696,6 +724,7 @@ static void report(int argc, char **argv)
     kv_file_lines("cgroup", "/proc/self/cgroup");
     report_visible_limits();
     report_status();
+    report_protected_paths();
     kv_file_line("uid_map", "/proc/self/uid_map");
     kv_file_line("gid_map", "/proc/self/gid_map");
     report_network();

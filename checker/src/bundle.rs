@@ -30,6 +30,21 @@ pub const DOCKER_CAPABILITIES: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
+/// The paths docker masks (moby's `oci/defaults.go`).
+pub const DOCKER_MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
 /// What goes into config.json.
 pub struct Spec<'a> {
     pub rootfs: &'a Path,
@@ -130,6 +145,14 @@ pub fn edit(config: &mut Value, spec: &Spec<'_>) {
 
     let linux = &mut config["linux"];
     linux["cgroupsPath"] = json!(spec.cgroups_path);
+    // docker masks a few more paths than `runc spec`.
+    let mut masked: Vec<Value> = linux["maskedPaths"].as_array().cloned().unwrap_or_default();
+    for path in DOCKER_MASKED_PATHS {
+        if !masked.iter().any(|m| m == path) {
+            masked.push(json!(path));
+        }
+    }
+    linux["maskedPaths"] = json!(masked);
     let resources = &mut linux["resources"];
     resources["memory"] = json!({ "limit": spec.memory, "swap": spec.memory });
     resources["pids"] = json!({ "limit": spec.pids });

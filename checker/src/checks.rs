@@ -15,7 +15,10 @@ pub struct Stage {
     pub chapter: &'static str,
 }
 
-pub const STAGES: [Stage; 8] = [
+/// The last stage there are checks for.
+pub const LAST_STAGE: u8 = 9;
+
+pub const STAGES: [Stage; LAST_STAGE as usize] = [
     Stage {
         number: 1,
         title: "Namespaces",
@@ -56,7 +59,72 @@ pub const STAGES: [Stage; 8] = [
         title: "Network",
         chapter: "stage-08-network.md",
     },
+    Stage {
+        number: 9,
+        title: "Least privilege",
+        chapter: "stage-09-hardening.md",
+    },
 ];
+
+/// docker's default capabilities as a mask (`CapBnd: 00000000a80425fb`).
+pub const DOCKER_CAPABILITIES: u64 = 0xa804_25fb;
+
+/// Capability names by number (linux/capability.h).
+const CAPABILITY_NAMES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// The names of the capabilities in a mask.
+pub fn capability_names(mask: u64) -> Vec<String> {
+    (0..64)
+        .filter(|bit| mask & (1u64 << bit) != 0)
+        .map(|bit| {
+            CAPABILITY_NAMES
+                .get(bit)
+                .map_or_else(|| format!("CAP_{bit}"), |n| format!("CAP_{n}"))
+        })
+        .collect()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -807,6 +875,90 @@ pub const CHECKS: &[Check] = &[
         grade: |c| with_bridge(c, |r| match &r.net.default_route {
             Some(route) => pass(format!("default via {} dev {}", route.gateway, route.iface)),
             None => fail("no default route in /proc/net/route"),
+        }),
+    },
+    // ---- 09 ---------------------------------------------------------------
+    Check {
+        id: "09.capabilities",
+        stage: 9,
+        description: "no capability beyond docker's 14 (bounding and effective sets)",
+        hint: "drop every capability outside docker's 14 from the bounding set (prctl PR_CAPBSET_DROP) and from the other sets (capset) just before execve — chapter 09",
+        grade: |c| with_report(c, |r| {
+            let (Some(bounding), Some(effective)) = (r.capabilities("CapBnd"), r.capabilities("CapEff")) else {
+                return fail_because("/proc/self/status cannot be read: there is no /proc", NO_PROC_HINT);
+            };
+            let extra = (bounding | effective) & !DOCKER_CAPABILITIES;
+            if extra == 0 {
+                pass(format!("CapBnd {bounding:016x}, CapEff {effective:016x}"))
+            } else {
+                let names = capability_names(extra);
+                let shown: Vec<String> = names.iter().take(6).cloned().collect();
+                fail(format!(
+                    "{} capabilities beyond docker's: {}{}",
+                    names.len(),
+                    shown.join(", "),
+                    if names.len() > 6 { ", …" } else { "" }
+                ))
+            }
+        }),
+    },
+    Check {
+        id: "09.seccomp",
+        stage: 9,
+        description: "a seccomp filter is in force",
+        hint: "load a seccomp filter (docker's default profile) just before execve — chapter 09",
+        grade: |c| with_report(c, |r| match r.status.as_ref().and_then(|s| s.get("Seccomp")).map(String::as_str) {
+            Some("2") => pass("Seccomp: 2 (filter)"),
+            Some(mode) => fail(format!("Seccomp: {mode} (no filter)")),
+            None => fail_because("/proc/self/status cannot be read: there is no /proc", NO_PROC_HINT),
+        }),
+    },
+    Check {
+        id: "09.masked-paths",
+        stage: 9,
+        description: "docker's masked paths (/proc/kcore, /proc/keys, /sys/firmware, …) are masked",
+        hint: "bind /dev/null over each masked file and mount an empty read-only tmpfs over each masked directory — chapter 09",
+        grade: |c| with_mounts(c, |r| {
+            if r.masked_paths.is_empty() {
+                return fail("the probe reported no masked paths");
+            }
+            let present: Vec<&String> = r.masked_paths.iter().filter(|(_, e)| **e).map(|(p, _)| p).collect();
+            let open: Vec<&str> = present
+                .iter()
+                .filter(|p| r.mount_at(p).is_none())
+                .map(|p| p.as_str())
+                .collect();
+            if open.is_empty() {
+                pass(format!(
+                    "{} present, all masked ({} absent from this kernel)",
+                    present.len(),
+                    r.masked_paths.len() - present.len()
+                ))
+            } else {
+                fail(format!("not masked: {}", open.join(", ")))
+            }
+        }),
+    },
+    Check {
+        id: "09.read-only-paths",
+        stage: 9,
+        description: "/proc/sys, /proc/irq, /proc/bus, /proc/fs, /proc/sysrq-trigger are read-only",
+        hint: "bind each of these paths onto itself and remount the bind MS_RDONLY — chapter 09",
+        grade: |c| with_mounts(c, |r| {
+            if r.read_only_paths.is_empty() {
+                return fail("the probe reported no read-only paths");
+            }
+            let writable: Vec<&str> = r
+                .read_only_paths
+                .iter()
+                .filter(|(p, exists)| **exists && !r.mount_covering(p).is_some_and(|m| m.has_option("ro")))
+                .map(|(p, _)| p.as_str())
+                .collect();
+            if writable.is_empty() {
+                pass("every one present is on a read-only mount")
+            } else {
+                fail(format!("writable: {}", writable.join(", ")))
+            }
         }),
     },
 ];

@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use minibox_check::checks::{self, Context as CheckContext};
+use minibox_check::checks::{self, Context as CheckContext, LAST_STAGE};
 use minibox_check::output::{self, Verdict};
 use minibox_check::runtime::{Runtime, PRESETS};
 use minibox_check::session::{self, Settings};
@@ -40,7 +40,7 @@ fn after_help() -> String {
     after_help = after_help()
 )]
 struct Cli {
-    /// The stage to check, 1 to 8 (its checks and those of every stage below)
+    /// The stage to check, 1 to 9 (its checks and those of every stage below)
     #[arg(value_parser = parse_stage, value_name = "STAGE")]
     stage: u8,
     /// A preset (minibox, minibox:N, runc, crun, bwrap) or a template such as
@@ -69,8 +69,8 @@ fn parse_stage(text: &str) -> Result<u8, String> {
     digits
         .parse::<u8>()
         .ok()
-        .filter(|n| (1..=8).contains(n))
-        .ok_or_else(|| format!("{text:?} is not a stage: 1 to 8 (or 04, 04-pivot-root)"))
+        .filter(|n| (1..=LAST_STAGE).contains(n))
+        .ok_or_else(|| format!("{text:?} is not a stage: 1 to {LAST_STAGE} (or 04, 04-pivot-root)"))
 }
 
 fn main() -> ExitCode {

@@ -130,6 +130,12 @@ pub struct Report {
     /// Capabilities, Seccomp, NoNewPrivs, NSpid from /proc/self/status
     /// (null without /proc).
     pub status: Option<BTreeMap<String, String>>,
+    /// docker's masked paths: whether each exists in the container.
+    #[serde(default)]
+    pub masked_paths: BTreeMap<String, bool>,
+    /// docker's read-only paths: whether each exists.
+    #[serde(default)]
+    pub read_only_paths: BTreeMap<String, bool>,
     #[serde(default)]
     pub net: Network,
     #[serde(default)]
@@ -147,6 +153,33 @@ impl Report {
         let argv = self.argv();
         let dashes = argv.iter().position(|a| a == b"--")?;
         Some(argv[dashes + 1..].to_vec())
+    }
+
+    /// The mount a path is on: the last of the longest mount points that
+    /// are the path or one of its parents.
+    pub fn mount_covering(&self, path: &str) -> Option<&Mount> {
+        let mounts = self.mounts.as_ref()?;
+        let covers = |m: &&Mount| {
+            m.mount_point == path
+                || m.mount_point == "/"
+                || path.starts_with(&format!("{}/", m.mount_point))
+        };
+        let longest = mounts
+            .iter()
+            .filter(covers)
+            .map(|m| m.mount_point.len())
+            .max()?;
+        mounts
+            .iter()
+            .rev()
+            .filter(covers)
+            .find(|m| m.mount_point.len() == longest)
+    }
+
+    /// A capability set from /proc/self/status, as a bit mask.
+    pub fn capabilities(&self, set: &str) -> Option<u64> {
+        let hex = self.status.as_ref()?.get(set)?;
+        u64::from_str_radix(hex.trim(), 16).ok()
     }
 
     /// The last mount at a mount point (the one on top).

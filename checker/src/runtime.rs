@@ -1,6 +1,7 @@
 //! The runtime under test: a template given with `--runtime`, or a preset
 //! (minibox's stages, runc, crun, bwrap).
 
+use crate::checks::LAST_STAGE;
 use crate::error::{Error, Result};
 use crate::template::Template;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,11 @@ pub const PRESETS: [(&str, &str); 5] = [
 
 const OCI_LIFECYCLE: &str = "an OCI runtime has run -d, list, kill and delete but keeps no logs: the lifecycle of stage 07 is the engine's (containerd, podman)";
 
-const OCI_NOT_APPLICABLE: [(&str, &str); 9] = [
+const OCI_NOT_APPLICABLE: [(&str, &str); 10] = [
+    (
+        "09.seccomp",
+        "the checker's bundle carries no seccomp profile: docker's default profile is the engine's to add, runc applies what config.json gives it",
+    ),
     ("07.detach", OCI_LIFECYCLE),
     ("07.ps", OCI_LIFECYCLE),
     ("07.logs", OCI_LIFECYCLE),
@@ -89,8 +94,8 @@ impl Runtime {
             let n: u8 = n
                 .parse()
                 .ok()
-                .filter(|n| (1..=8).contains(n))
-                .ok_or_else(|| Error::Usage(format!("{value}: N is a stage, 1 to 8")))?;
+                .filter(|n| (1..=LAST_STAGE).contains(n))
+                .ok_or_else(|| Error::Usage(format!("{value}: N is a stage, 1 to {LAST_STAGE}")))?;
             return minibox(n, bin_dir);
         }
         match value {

@@ -172,7 +172,7 @@ fn every_minibox_stage_passes_its_own_stage() {
         return;
     }
     bin_dir();
-    for stage in 1..=7 {
+    for stage in 1..=9 {
         let stage = stage.to_string();
         checker()
             .arg(&stage)
@@ -185,7 +185,7 @@ fn every_minibox_stage_passes_its_own_stage() {
     }
 }
 
-/// Which checks each runtime passes, all graded as stage 08: minibox's
+/// Which checks each runtime passes, all graded as stage 09: minibox's
 /// stages and the chroot runtime. Each column passes its stage's checks
 /// and fails the next stage's where the lesson is missing.
 #[test]
@@ -196,12 +196,12 @@ fn the_matrix_of_minibox_stages() {
     bin_dir();
     let mut columns: Vec<(String, BTreeMap<String, String>)> = Vec::new();
     let mut order = Vec::new();
-    for n in 1..=7 {
-        let (_, json) = check_json(&["8", "--runtime", &format!("minibox:{n}")]);
+    for n in 1..=9 {
+        let (_, json) = check_json(&["9", "--runtime", &format!("minibox:{n}")]);
         order = ids(&json);
         columns.push((format!("{n:02}"), statuses(&json)));
     }
-    let (_, json) = check_json(&["8", "--runtime", &chroot_template()]);
+    let (_, json) = check_json(&["9", "--runtime", &chroot_template()]);
     columns.push(("chroot".into(), statuses(&json)));
     // Where / is shared (systemd hosts, the VMs), stage 01's copied mounts
     // stay in the host's peer groups: 02.no-propagation fails there.
@@ -338,7 +338,7 @@ fn runc_passes_through_04_and_is_graded_for_what_it_does() {
     if !root(test) || !installed(test, "runc") {
         return;
     }
-    let (code, json) = check_json(&["8", "--runtime", "runc"]);
+    let (code, json) = check_json(&["9", "--runtime", "runc"]);
     if !ran_here(test, &json) {
         return;
     }
@@ -350,6 +350,7 @@ fn runc_passes_through_04_and_is_graded_for_what_it_does() {
             "06.image-unchanged",
             "08.net-eth0",
             "08.net-route",
+            "09.seccomp",
         ]
         .contains(&id.as_str())
             || id.starts_with("07.");
@@ -360,11 +361,11 @@ fn runc_passes_through_04_and_is_graded_for_what_it_does() {
         .as_str()
         .is_some_and(|d| d.starts_with("not applicable to runc")));
     let out = checker()
-        .args(["8", "--runtime", "runc"])
+        .args(["9", "--runtime", "runc"])
         .output()
         .expect("run");
     snapshot(
-        "runc_at_stage_08",
+        "runc_at_stage_09",
         &redact(&String::from_utf8_lossy(&out.stdout)),
     );
 }
@@ -393,7 +394,7 @@ fn bwrap_is_a_partial_runtime() {
     if !root(test) || !installed(test, "bwrap") {
         return;
     }
-    let (code, json) = check_json(&["8", "--runtime", "bwrap"]);
+    let (code, json) = check_json(&["9", "--runtime", "bwrap"]);
     if !ran_here(test, &json) {
         return;
     }
@@ -409,15 +410,20 @@ fn bwrap_is_a_partial_runtime() {
     ] {
         assert_eq!(all[id], "pass", "{id}: {}", check(&json, id)["detail"]);
     }
-    for id in ["05.memory-enforced", "06.image-unchanged", "08.net-eth0"] {
+    for id in [
+        "05.memory-enforced",
+        "06.image-unchanged",
+        "08.net-eth0",
+        "09.capabilities",
+    ] {
         assert_eq!(all[id], "fail", "{id}");
     }
     let out = checker()
-        .args(["8", "--runtime", "bwrap"])
+        .args(["9", "--runtime", "bwrap"])
         .output()
         .expect("run");
     snapshot(
-        "bwrap_at_stage_08",
+        "bwrap_at_stage_09",
         &redact(&String::from_utf8_lossy(&out.stdout)),
     );
 }
@@ -489,7 +495,7 @@ fn json_and_junit_outputs_are_valid() {
 #[test]
 fn usage_errors_exit_2() {
     for args in [
-        vec!["9"],
+        vec!["10"],
         vec!["0"],
         vec!["four"],
         vec!["4", "--runtime", "nosuchpreset"],
@@ -497,7 +503,7 @@ fn usage_errors_exit_2() {
         vec!["4", "--runtime", "rt run {rootfs}"],
         vec!["4", "--runtime", "rt run {cmd}"],
         vec!["4", "--runtime", "rt 'unclosed {cmd}"],
-        vec!["4", "--runtime", "minibox:9"],
+        vec!["4", "--runtime", "minibox:10"],
     ] {
         checker().args(&args).assert().code(2);
     }
@@ -549,8 +555,8 @@ fn the_book_names_every_check() {
     for snapshot in [
         "minibox_04_at_stage_05",
         "matrix",
-        "runc_at_stage_08",
-        "bwrap_at_stage_08",
+        "runc_at_stage_09",
+        "bwrap_at_stage_09",
     ] {
         assert!(
             text.contains(&format!("check__{snapshot}.snap:5:")),
