@@ -222,22 +222,7 @@ fn clone3_into_cgroup(
     plan: &InitExec,
     init_end: &OwnedFd,
 ) -> Result<Pid> {
-    let cgroup = trace::step_shows(
-        format!(
-            "open({:?}, O_RDONLY|O_DIRECTORY)",
-            dir.display().to_string()
-        ),
-        nix::fcntl::open(
-            dir,
-            nix::fcntl::OFlag::O_RDONLY
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ),
-        |fd| Some(format!("fd {fd}")),
-    )?;
-    // SAFETY: open just returned this fd to us alone.
-    let cgroup = unsafe { OwnedFd::from_raw_fd(cgroup) };
+    let cgroup = crate::cgroups::open_dir(dir)?;
     let args = CloneArgs {
         flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,

@@ -17,6 +17,7 @@
  *   escape_probe handle DIR               open_by_handle_at(inode 2 of DIR's filesystem): its root
  *   escape_probe module                   init_module() with 16 zero bytes
  *   escape_probe add-key                  add_key("user", …) to the process keyring
+ *   escape_probe euid                     print the effective uid (installed setuid-root by a test)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -190,6 +191,10 @@ int main(int argc, char **argv)
         return module();
     if (argc >= 2 && !strcmp(argv[1], "add-key"))
         return add_key();
+    if (argc >= 2 && !strcmp(argv[1], "euid")) {
+        printf("euid %d\n", (int)geteuid());
+        return 0;
+    }
     fprintf(stderr, "usage: escape_probe PROBE ARGS (see the source)\n");
     return 2;
 }

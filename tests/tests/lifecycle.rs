@@ -153,7 +153,7 @@ fn the_full_lifecycle() {
 /// SIGKILL (137); one that handles it exits on its own terms.
 #[rstest]
 #[case::ignores_sigterm("exec sleep 1000", "Exited (137)")]
-#[case::handles_sigterm("trap 'exit 0' TERM; sleep 1000 & wait", "Exited (0)")]
+#[case::handles_sigterm("trap 'exit 0' TERM; : > /trap-set; sleep 1000 & wait", "Exited (0)")]
 fn stop_falls_back_to_sigkill(#[case] script: &str, #[case] status: &str) {
     require_root!();
     let c = name(if status.contains("137") {
@@ -164,6 +164,20 @@ fn stop_falls_back_to_sigkill(#[case] script: &str, #[case] status: &str) {
     ok(&[
         "run", "-d", "--trace", "off", "--name", &c, "busybox", "sh", "-c", script,
     ]);
+    if script.contains("trap") {
+        // run -d returns as the shell starts, maybe before it has set its
+        // trap: a TERM then would meet no handler. Wait for the shell's word.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !cli(&["exec", &c, "test", "-e", "/trap-set"])
+            .status
+            .success()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the trap was never set"
+            );
+        }
+    }
     let out = cli(&["stop", "-t", "1", "--trace", "json", &c]);
     assert!(out.status.success());
     let killed = stderr(&out).contains("SIGKILL");

@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --cgroup) cgroup=$2; shift 2 ;;
         --update-snapshots) update=1; shift ;;
-        --only) only=$2; shift 2 ;;  # one test file, e.g. `--only network`, while you work on it
+        --only) only=$2; shift 2 ;;  # test files, e.g. `--only network,escapes`, while you work on them
         *) echo "usage: $0 [--cgroup v2|v1] [--update-snapshots] [--only TEST]" >&2; exit 2 ;;
     esac
 done
@@ -89,7 +89,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["executable"])')
 if [ -n "$only" ]; then
-    tests=$(echo "$tests" | grep "/${only}-[0-9a-f]*$" || true)
+    tests=$(echo "$tests" | grep -E "/(${only//,/|})-[0-9a-f]*$" || true)
     [ -n "$tests" ] || { echo "error: no test file named $only" >&2; exit 2; }
 fi
 cargo build --workspace --quiet
@@ -127,6 +127,7 @@ done
 mkdir -p "$img$rootfs" "$img$top/tests"
 cp -a "$rootfs/." "$img$rootfs/"
 cp -a "$top/tests/tests" "$img$top/tests/"
+mkdir -p "$img$top/shared/tests" && cp -a "$top/shared/tests/fixtures" "$img$top/shared/tests/"
 mkdir -p "$img$top/checker"
 cp -a "$top/checker/tests" "$img$top/checker/"   # minibox-check's snapshots and test runtimes
 cp -a "$top/docs" "$img$top/"   # the book's includes are checked too

@@ -1114,19 +1114,7 @@ pub fn verifier_reason(log: &str) -> String {
 pub fn attach_v2(cgroup_dir: &Path, program: &Program) -> Result<()> {
     let prog = load(program)?;
     let shown = cgroup_dir.display().to_string();
-    let dir = trace::step_shows(
-        format!("open({shown:?}, O_RDONLY|O_DIRECTORY)"),
-        nix::fcntl::open(
-            cgroup_dir,
-            nix::fcntl::OFlag::O_RDONLY
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ),
-        |fd| Some(format!("fd {fd}")),
-    )?;
-    // SAFETY: open just returned this fd to us alone.
-    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    let dir = super::open_dir(cgroup_dir)?;
     let mut attr = ProgAttachAttr {
         target_fd: dir.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
@@ -1553,7 +1541,11 @@ mod tests {
     /// generates. `MINIBOX_BLESS=1` rewrites it.
     #[test]
     fn the_notes_show_the_current_program() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/stage-09-hardening.md");
+        // The parent, not `shared/..`: the test VM has docs/ but no shared/.
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap_or(Path::new("."));
+        let path = workspace.join("docs/src/stage-09-hardening.md");
         let Ok(notes) = std::fs::read_to_string(&path) else {
             panic!("{} is missing", path.display());
         };
@@ -1766,6 +1758,7 @@ mod tests {
         /// `None` (and a printed reason) where cgroups cannot be made, as in
         /// a container with a read-only cgroupfs.
         fn make(parent: &Path) -> Option<TestCgroup> {
+            remove_dead_test_cgroups(parent);
             let dir = parent.join(format!("minibox-devtest-{}", std::process::id()));
             // Left by an earlier run of this very pid? Only an empty one goes.
             let _ = std::fs::remove_dir(&dir);
@@ -1781,14 +1774,40 @@ mod tests {
 
     impl Drop for TestCgroup {
         fn drop(&mut self) {
-            // The reaped child leaves the cgroup a moment after waitpid.
-            for _ in 0..200 {
+            // The reaped child should be gone from the cgroup already; give
+            // a busy machine ten seconds, then say what was left.
+            let mut last = None;
+            for _ in 0..1000 {
                 match std::fs::remove_dir(&self.0) {
+                    Ok(()) => return,
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        last = Some(e);
+                        std::thread::sleep(std::time::Duration::from_millis(10));
                     }
-                    _ => return,
+                    Err(e) => {
+                        last = Some(e);
+                        break;
+                    }
                 }
+            }
+            if let Some(err) = last {
+                eprintln!("left behind {}: {err}", self.0.display());
+            }
+        }
+    }
+
+    /// The test cgroups of earlier test processes that are gone (killed
+    /// before their cleanup ran): empty ones are removed, like
+    /// `minibox-test-PID` parents in the integration tests.
+    fn remove_dead_test_cgroups(parent: &Path) {
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("minibox-devtest-"))
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_dir(entry.path());
             }
         }
     }

@@ -522,6 +522,27 @@ fn mkdir(dir: &Path) -> Result<()> {
 }
 
 /// One write(2) of `value`: cgroup files take a whole value per write.
+/// An fd of a cgroup directory, for `clone3(CLONE_INTO_CGROUP)` and
+/// `bpf(BPF_PROG_ATTACH)`, which name a cgroup by fd.
+pub fn open_dir(dir: &Path) -> Result<std::os::fd::OwnedFd> {
+    let fd = trace::step_shows(
+        format!(
+            "open({:?}, O_RDONLY|O_DIRECTORY)",
+            dir.display().to_string()
+        ),
+        nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ),
+        |fd| Some(format!("fd {fd}")),
+    )?;
+    // SAFETY: open just returned this fd to us alone.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
 fn write(file: &Path, value: &str) -> Result<()> {
     use std::io::Write;
     let step = format!("write({:?}, {value:?})", file.display().to_string());
