@@ -94,7 +94,7 @@ for test in $MINIBOX_VM_TESTS; do
 done
 if [ "${MINIBOX_VM_UPDATE_SNAPSHOTS:-0}" = 1 ]; then
     echo "MINIBOX-VM-SNAPSHOTS-BEGIN"
-    tar -C "$MINIBOX_VM_SNAPSHOTS" -cf - . | gzip | base64
+    tar -C "$MINIBOX_VM_WORKDIR" -cf - tests/tests/snapshots checker/tests/snapshots | gzip | base64
     echo "MINIBOX-VM-SNAPSHOTS-END"
 fi
 echo "vm ($MINIBOX_VM_CGROUP): $passed passed, $failed failed"

@@ -116,7 +116,7 @@ for tool in ip nft unshare nsenter bash losetup; do
         [ -e "$img$lib" ] || copy "$lib"
     done
 done
-stages=$(find "$top/target/debug" -maxdepth 1 -type f -executable -name '0[0-9]-*')
+stages=$(find "$top/target/debug" -maxdepth 1 -type f -executable \( -name '0[0-9]-*' -o -name minibox-check \))
 for binary in $tests $stages; do
     mkdir -p "$img$(dirname "$binary")"
     objcopy --strip-debug "$binary" "$img$binary"
@@ -128,6 +128,8 @@ mkdir -p "$img$rootfs" "$img$top/tests"
 cp -a "$rootfs/." "$img$rootfs/"
 cp -a "$top/tests/tests" "$img$top/tests/"
 mkdir -p "$img$top/shared/tests" && cp -a "$top/shared/tests/fixtures" "$img$top/shared/tests/"
+mkdir -p "$img$top/checker"
+cp -a "$top/checker/tests" "$img$top/checker/"   # minibox-check's snapshots and test runtimes
 cp -a "$top/docs" "$img$top/"   # the book's includes are checked too
 cp "$top/tests/vm/init.sh" "$img/init"
 chmod +x "$img/init"
@@ -135,7 +137,6 @@ cat > "$img/vm.env" <<ENV
 MINIBOX_VM_CGROUP=$cgroup
 MINIBOX_VM_UPDATE_SNAPSHOTS=$update
 MINIBOX_VM_WORKDIR=$top
-MINIBOX_VM_SNAPSHOTS=$top/tests/tests/snapshots
 MINIBOX_ROOTFS=$rootfs
 MINIBOX_VM_TESTS="$(echo "$tests" | tr '\n' ' ')"
 ENV
@@ -155,8 +156,8 @@ finished=$(date +%s)
 echo "vm: finished in $((finished - packed))s (boot and tests)"
 if [ "$update" = 1 ]; then
     sed -n '/MINIBOX-VM-SNAPSHOTS-BEGIN/,/MINIBOX-VM-SNAPSHOTS-END/p' "$log" | tr -d '\r' | sed '1d;$d' \
-        | base64 -d | gzip -dc | tar -C "$top/tests/tests/snapshots" -xf - --wildcards '*.snap' '*.snap.new' 2>/dev/null || true
-    echo "vm: snapshots copied back to tests/tests/snapshots: review them with git diff"
+        | base64 -d | gzip -dc | tar -C "$top" -xf - --wildcards '*.snap' '*.snap.new' 2>/dev/null || true
+    echo "vm: snapshots copied back to tests/tests/snapshots and checker/tests/snapshots: review them with git diff"
 fi
 code=$(tr -d '\r' < "$log" | sed -n 's/^MINIBOX-VM-EXIT=\([0-9]*\)$/\1/p' | tail -1)
 if [ -z "$code" ]; then

@@ -1,0 +1,593 @@
+//! minibox-check, checked: minibox's stages pass their own stage and fail
+//! the next one where they should; a runtime that uses chroot instead of
+//! pivot_root fails exactly the pivot_root checks; runc, crun and bwrap
+//! are graded for what they do (or skipped, with the reason, where they
+//! cannot run on this machine); the JSON and JUnit outputs are valid.
+//!
+//! The checker runs containers, so these tests need root. Without root
+//! they print `SKIPPED <test>: …` and pass; under `CI=true` they fail
+//! instead, so CI never skips silently. They need the stage binaries too:
+//! run them with `cargo test --workspace`, which builds every stage.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Whether a test that needs root may run (see the module comment).
+fn root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: needs root, and CI=true forbids skipping");
+    }
+    skipped(
+        test,
+        "needs root (the checker runs containers); run `just test`, which uses sudo",
+    );
+    false
+}
+
+/// Say a test was skipped, past the test harness's capture.
+fn skipped(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// `target/debug`: where minibox-check and the stage binaries are.
+fn bin_dir() -> PathBuf {
+    let checker = assert_cmd::cargo::cargo_bin("minibox-check");
+    let dir = checker.parent().map(PathBuf::from).unwrap_or_default();
+    assert!(
+        dir.join("04-pivot-root").exists(),
+        "the stage binaries are missing from {}: run the tests with `cargo test --workspace`",
+        dir.display()
+    );
+    dir
+}
+
+fn checker() -> Command {
+    let mut cmd = Command::cargo_bin("minibox-check").expect("minibox-check is built");
+    cmd.env("NO_COLOR", "1").env_remove("MINIBOX_TRACE");
+    cmd
+}
+
+/// The chroot runtime of tests/runtimes/, as a template.
+fn chroot_template() -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/runtimes/chroot-runtime.sh");
+    format!("{} {{rootfs}} {{cmd}}", script.display())
+}
+
+/// `minibox-check ARGS --json`: the exit code and the parsed result.
+fn check_json(args: &[&str]) -> (i32, Value) {
+    let out = checker()
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run minibox-check");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "minibox-check {args:?} --json printed no JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+/// The check ids, in the checker's order.
+fn ids(json: &Value) -> Vec<String> {
+    json["checks"]
+        .as_array()
+        .expect("checks is an array")
+        .iter()
+        .map(|c| c["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Check id → status ("pass", "fail", "skip").
+fn statuses(json: &Value) -> BTreeMap<String, String> {
+    json["checks"]
+        .as_array()
+        .expect("checks is an array")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or_default().to_string(),
+                c["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn check<'a>(json: &'a Value, id: &str) -> &'a Value {
+    json["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["id"] == id))
+        .unwrap_or_else(|| panic!("no check {id} in the result"))
+}
+
+/// The text output with what varies between runs and machines redacted.
+fn redact(text: &str) -> String {
+    let dir = bin_dir().display().to_string();
+    let rules = [
+        (r"minibox-check-\d+(-\d+)?", "minibox-check-[PID]"),
+        // An unlimited cgroup: v1 writes a huge number, v2 "max".
+        (r"limit (9223372036854771712|max),", "limit [UNLIMITED],"),
+    ];
+    let mut text = text.replace(&dir, "[TARGET]");
+    for (pattern, replacement) in rules {
+        text = regex::Regex::new(pattern)
+            .expect("valid regex")
+            .replace_all(&text, replacement)
+            .into_owned();
+    }
+    text
+}
+
+fn snapshot(name: &str, text: &str) {
+    insta::with_settings!({prepend_module_to_snapshot => true, omit_expression => false}, {
+        insta::assert_snapshot!(name, text);
+    });
+}
+
+#[test]
+fn minibox_stage_04_passes_01_to_04_and_fails_05() {
+    if !root("minibox_stage_04_passes_01_to_04_and_fails_05") {
+        return;
+    }
+    bin_dir();
+    let (code, json) = check_json(&["5", "--runtime", "minibox:4"]);
+    assert_eq!(code, 1, "a failing check means exit 1");
+    assert_eq!(json["reached"], 4);
+    for (id, status) in statuses(&json) {
+        let want = if id.starts_with("05.") {
+            "fail"
+        } else {
+            "pass"
+        };
+        assert_eq!(status, want, "{id}: {}", check(&json, &id)["detail"]);
+    }
+    assert!(check(&json, "05.cgroup-own")["hint"]
+        .as_str()
+        .is_some_and(|h| h.contains("create a cgroup per container")));
+
+    // The table students see: the book includes this very file.
+    let out = checker()
+        .args(["5", "--runtime", "minibox:4"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    snapshot(
+        "minibox_04_at_stage_05",
+        &redact(&String::from_utf8_lossy(&out.stdout)),
+    );
+}
+
+#[test]
+fn every_minibox_stage_passes_its_own_stage() {
+    if !root("every_minibox_stage_passes_its_own_stage") {
+        return;
+    }
+    bin_dir();
+    for stage in 1..=9 {
+        let stage = stage.to_string();
+        checker()
+            .arg(&stage)
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(format!(
+                "every check of stage{} 01",
+                if stage == "1" { "" } else { "s" }
+            )));
+    }
+}
+
+/// Which checks each runtime passes, all graded as stage 09: minibox's
+/// stages and the chroot runtime. Each column passes its stage's checks
+/// and fails the next stage's where the lesson is missing.
+#[test]
+fn the_matrix_of_minibox_stages() {
+    if !root("the_matrix_of_minibox_stages") {
+        return;
+    }
+    bin_dir();
+    let mut columns: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+    let mut order = Vec::new();
+    for n in 1..=9 {
+        let (_, json) = check_json(&["9", "--runtime", &format!("minibox:{n}")]);
+        order = ids(&json);
+        columns.push((format!("{n:02}"), statuses(&json)));
+    }
+    let (_, json) = check_json(&["9", "--runtime", &chroot_template()]);
+    columns.push(("chroot".into(), statuses(&json)));
+    // Where / is shared (systemd hosts, the VMs), stage 01's copied mounts
+    // stay in the host's peer groups: 02.no-propagation fails there.
+    let name = if root_is_shared() {
+        "matrix_shared_root"
+    } else {
+        "matrix"
+    };
+    snapshot(name, &matrix(&order, &columns));
+}
+
+/// Whether the host's / is a shared mount.
+fn root_is_shared() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .filter_map(|l| l.split_once(" - ").map(|(before, _)| before))
+        .find(|before| before.split(' ').nth(4) == Some("/"))
+        .is_some_and(|before| before.split(' ').skip(6).any(|t| t.starts_with("shared:")))
+}
+
+/// A table: one row per check, one column per runtime.
+fn matrix(ids: &[String], columns: &[(String, BTreeMap<String, String>)]) -> String {
+    let mut out = format!("{:20}", "check");
+    for (name, _) in columns {
+        out.push_str(&format!(" {name:>6}"));
+    }
+    out.push('\n');
+    for id in ids {
+        out.push_str(&format!("{id:20}"));
+        for (_, statuses) in columns {
+            let cell = match statuses.get(id).map(String::as_str) {
+                Some("pass") => "ok",
+                Some("fail") => "FAIL",
+                Some("skip") => "skip",
+                _ => "?",
+            };
+            out.push_str(&format!(" {cell:>6}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn a_chroot_runtime_fails_the_pivot_root_checks() {
+    if !root("a_chroot_runtime_fails_the_pivot_root_checks") {
+        return;
+    }
+    bin_dir();
+    let template = chroot_template();
+    let (code, json) = check_json(&["4", "--runtime", &template]);
+    assert_eq!(code, 1);
+    let failed: Vec<String> = statuses(&json)
+        .into_iter()
+        .filter(|(_, s)| s != "pass")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(failed, ["04.root-escape", "04.root-mount"], "{json:#}");
+    let hint = check(&json, "04.root-escape")["hint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        hint.contains("pivot_root") && hint.contains("chapter 04"),
+        "{hint}"
+    );
+
+    let out = checker()
+        .args(["4", "--runtime", &template])
+        .output()
+        .expect("run");
+    let text = redact(&String::from_utf8_lossy(&out.stdout))
+        .replace(env!("CARGO_MANIFEST_DIR"), "[CHECKER]");
+    snapshot("chroot_runtime_at_stage_04", &text);
+}
+
+/// The brief's one-liner: a PID namespace and /proc, then chroot.
+#[test]
+fn unshare_and_chroot_fails_stage_04_with_the_pivot_root_hint() {
+    if !root("unshare_and_chroot_fails_stage_04_with_the_pivot_root_hint") {
+        return;
+    }
+    bin_dir();
+    let (code, json) = check_json(&[
+        "4",
+        "--runtime",
+        "unshare --fork --pid --mount-proc chroot {rootfs} {cmd}",
+    ]);
+    assert_eq!(code, 1);
+    let escape = check(&json, "04.root-escape");
+    assert_eq!(escape["status"], "fail", "{escape}");
+    assert!(escape["hint"]
+        .as_str()
+        .is_some_and(|h| h.contains("pivot_root")));
+    // It shares the host's UTS namespace: stage 01 fails too.
+    assert_eq!(check(&json, "01.ns-uts")["status"], "fail");
+}
+
+/// Whether a peer runtime is installed; if not, the test says so.
+fn installed(test: &str, program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
+    // Not a failure even under CI: the VMs the suite also runs in have no
+    // peers (the CI machine installs them: runc, crun, bubblewrap).
+    if !found {
+        skipped(test, &format!("{program} is not installed"));
+    }
+    found
+}
+
+/// Whether a peer ran the probe at all here; if not, the test says why.
+fn ran_here(test: &str, json: &Value) -> bool {
+    let run = &json["runs"][0];
+    if !run["probe"].is_null() {
+        return true;
+    }
+    skipped(
+        test,
+        &format!(
+            "{} cannot run on this machine: exit {}: {}",
+            json["runtime"]["label"].as_str().unwrap_or("the runtime"),
+            run["exit_code"],
+            run["stderr"].as_str().unwrap_or_default().trim()
+        ),
+    );
+    false
+}
+
+#[test]
+fn runc_passes_through_04_and_is_graded_for_what_it_does() {
+    let test = "runc_passes_through_04_and_is_graded_for_what_it_does";
+    if !root(test) || !installed(test, "runc") {
+        return;
+    }
+    let (code, json) = check_json(&["9", "--runtime", "runc"]);
+    if !ran_here(test, &json) {
+        return;
+    }
+    assert_eq!(code, 0, "{json:#}");
+    let all = statuses(&json);
+    for (id, status) in &all {
+        let not_applicable = [
+            "03.argv-non-utf8",
+            "06.image-unchanged",
+            "08.net-eth0",
+            "08.net-route",
+            "09.seccomp",
+        ]
+        .contains(&id.as_str())
+            || id.starts_with("07.");
+        let want = if not_applicable { "skip" } else { "pass" };
+        assert_eq!(status, want, "{id}: {}", check(&json, id)["detail"]);
+    }
+    assert!(check(&json, "07.logs")["detail"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("not applicable to runc")));
+    let out = checker()
+        .args(["9", "--runtime", "runc"])
+        .output()
+        .expect("run");
+    snapshot(
+        "runc_at_stage_09",
+        &redact(&String::from_utf8_lossy(&out.stdout)),
+    );
+}
+
+#[test]
+fn crun_passes_through_04_where_it_runs() {
+    let test = "crun_passes_through_04_where_it_runs";
+    if !root(test) || !installed(test, "crun") {
+        return;
+    }
+    let (code, json) = check_json(&["4", "--runtime", "crun"]);
+    // crun 1.8 refuses hybrid cgroup hosts ("cgroups in hybrid mode not
+    // supported"): a SKIP with crun's own words, never a fake pass.
+    if !ran_here(test, &json) {
+        return;
+    }
+    assert_eq!(code, 0, "{json:#}");
+}
+
+/// bubblewrap is a sandbox, not a container runtime: the book shows it as
+/// a partial one. Its PID 1 is bwrap itself, it takes no limits and binds
+/// the rootfs as it is.
+#[test]
+fn bwrap_is_a_partial_runtime() {
+    let test = "bwrap_is_a_partial_runtime";
+    if !root(test) || !installed(test, "bwrap") {
+        return;
+    }
+    let (code, json) = check_json(&["9", "--runtime", "bwrap"]);
+    if !ran_here(test, &json) {
+        return;
+    }
+    assert_eq!(code, 1);
+    let all = statuses(&json);
+    assert_eq!(all["01.pid-1"], "fail");
+    for id in [
+        "02.proc-own",
+        "03.argv-non-utf8",
+        "04.root-escape",
+        "04.dev-minimal",
+        "06.volume-ro",
+    ] {
+        assert_eq!(all[id], "pass", "{id}: {}", check(&json, id)["detail"]);
+    }
+    for id in [
+        "05.memory-enforced",
+        "06.image-unchanged",
+        "08.net-eth0",
+        "09.capabilities",
+    ] {
+        assert_eq!(all[id], "fail", "{id}");
+    }
+    let out = checker()
+        .args(["9", "--runtime", "bwrap"])
+        .output()
+        .expect("run");
+    snapshot(
+        "bwrap_at_stage_09",
+        &redact(&String::from_utf8_lossy(&out.stdout)),
+    );
+}
+
+#[test]
+fn json_and_junit_outputs_are_valid() {
+    if !root("json_and_junit_outputs_are_valid") {
+        return;
+    }
+    bin_dir();
+    let junit =
+        std::env::temp_dir().join(format!("minibox-check-junit-{}.xml", std::process::id()));
+    let out = checker()
+        .args(["5", "--runtime", "minibox:4", "--json", "--junit"])
+        .arg(&junit)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let xml = std::fs::read_to_string(&junit).expect("--junit writes the file");
+    let _ = std::fs::remove_file(&junit);
+
+    // JSON: the summary agrees with the checks; every check is complete.
+    let checks = json["checks"].as_array().expect("checks");
+    let count = |s: &str| checks.iter().filter(|c| c["status"] == s).count();
+    assert_eq!(json["summary"]["pass"], count("pass"));
+    assert_eq!(json["summary"]["fail"], count("fail"));
+    assert_eq!(json["summary"]["skip"], count("skip"));
+    assert_eq!(json["passed"], false);
+    assert_eq!(json["stage"], 5);
+    for c in checks {
+        for field in ["id", "stage", "description", "chapter", "status", "detail"] {
+            assert!(!c[field].is_null(), "{field} missing in {c}");
+        }
+        assert_eq!(c["hint"].is_string(), c["status"] == "fail", "{c}");
+    }
+    assert!(json["runs"].as_array().is_some_and(|r| r.len() == 4));
+    assert_eq!(json["runs"][0]["probe"]["pid"], 1);
+
+    // JUnit: well-formed, one suite per stage, one case per check.
+    let doc = roxmltree::Document::parse(&xml).expect("--junit writes well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    assert_eq!(
+        root.attribute("tests"),
+        Some(checks.len().to_string().as_str())
+    );
+    assert_eq!(
+        root.attribute("failures"),
+        Some(count("fail").to_string().as_str())
+    );
+    let suites: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    assert_eq!(suites.len(), 5);
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), checks.len());
+    let failures = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .count();
+    assert_eq!(failures, count("fail"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["10"],
+        vec!["0"],
+        vec!["four"],
+        vec!["4", "--runtime", "nosuchpreset"],
+        vec!["4", "--runtime", "rt {nope} {cmd}"],
+        vec!["4", "--runtime", "rt run {rootfs}"],
+        vec!["4", "--runtime", "rt run {cmd}"],
+        vec!["4", "--runtime", "rt 'unclosed {cmd}"],
+        vec!["4", "--runtime", "minibox:10"],
+    ] {
+        checker().args(&args).assert().code(2);
+    }
+    checker()
+        .args(["4", "--runtime", "rt {nope} {cmd}"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown placeholder {nope}"));
+}
+
+#[test]
+fn without_root_the_checker_says_so_and_exits_2() {
+    if !root("without_root_the_checker_says_so_and_exits_2") {
+        return;
+    }
+    let mut nobody = std::process::Command::new(assert_cmd::cargo::cargo_bin("minibox-check"));
+    std::os::unix::process::CommandExt::uid(&mut nobody, 65534);
+    std::os::unix::process::CommandExt::gid(&mut nobody, 65534);
+    nobody.args(["1", "--runtime", "true {host_cmd}"]);
+    Command::from_std(nobody)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("needs root"));
+}
+
+#[test]
+fn the_help_lists_presets_and_placeholders() {
+    checker()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("{volume_ro}").and(predicate::str::contains("minibox:N")));
+}
+
+/// The book's chapter lists every check, and includes the real outputs
+/// this suite keeps up to date.
+#[test]
+fn the_book_names_every_check() {
+    let book = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/src/check.md");
+    let text = std::fs::read_to_string(&book).expect("docs/src/check.md exists");
+    for check in minibox_check::checks::CHECKS {
+        assert!(
+            text.contains(&format!("`{}`", check.id)),
+            "{} does not name {}",
+            book.display(),
+            check.id
+        );
+    }
+    for snapshot in [
+        "minibox_04_at_stage_05",
+        "matrix",
+        "runc_at_stage_09",
+        "bwrap_at_stage_09",
+    ] {
+        assert!(
+            text.contains(&format!("check__{snapshot}.snap:5:")),
+            "the chapter does not include the {snapshot} output"
+        );
+    }
+}
+
+/// A runtime that mounts on the host and leaves it there fails
+/// 02.host-mounts; the checker unmounts what was left under its own work
+/// directory and says so.
+#[test]
+fn a_leaked_mount_fails_02_and_is_cleaned_up() {
+    if !root("a_leaked_mount_fails_02_and_is_cleaned_up") {
+        return;
+    }
+    let template = "sh -c 'mount -t tmpfs minibox-check-leak \"$0/tmp\" && exec \"$@\"' {rootfs} \
+                    unshare --fork --pid --mount --uts --ipc --net --mount-proc {host_cmd}";
+    let (code, json) = check_json(&["2", "--runtime", template]);
+    assert_eq!(code, 1);
+    let leak = check(&json, "02.host-mounts");
+    assert_eq!(leak["status"], "fail", "{leak}");
+    assert!(leak["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("tmpfs minibox-check-leak")));
+    assert!(json["warnings"][0]
+        .as_str()
+        .is_some_and(|w| w.starts_with("unmounted")));
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mountinfo.contains("minibox-check-leak"),
+        "the leaked mount is still there"
+    );
+}
