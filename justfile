@@ -85,6 +85,10 @@ stage N *ARGS: build
     [ "{{N}}" -lt 4 ] || [ -d "{{rootfs_dir}}" ] || [ -n "${MINIBOX_ROOTFS:-}" ] || just rootfs
     exec {{sudo}} "$bin" "$@"
 
+# Grade a runtime stage by stage: `just check 4`, `just check 5 --runtime minibox:4`, `just check 9 --runtime runc`, `just check 4 --runtime './my-runtime run {rootfs} {cmd}'`
+check N *FLAGS: build
+    {{sudo}} target/debug/minibox-check "$@"
+
 # Show what stage M adds to stage N: the diff of the lessons (main.rs) and the library items M starts using
 diff N M:
     python3 tests/tools/lesson_diff.py {{N}} {{M}}
