@@ -99,10 +99,9 @@ fn a_changed_english_paragraph_makes_its_translation_stale() {
     // A copy of the books, with the snapshots their includes point at.
     let copy = tempfile::tempdir().unwrap();
     copy_tree(&workspace().join("docs"), &copy.path().join("docs"));
-    copy_tree(
-        &workspace().join("tests/tests/snapshots"),
-        &copy.path().join("tests/tests/snapshots"),
-    );
+    for snapshots in ["tests/tests/snapshots", "checker/tests/snapshots"] {
+        copy_tree(&workspace().join(snapshots), &copy.path().join(snapshots));
+    }
     let out = zh_sync(copy.path(), &["check"]);
     assert!(
         out.status.success(),
