@@ -251,6 +251,9 @@ def main():
         cold_runc = cold(cmds["runc"], env, 5 if args.quick else 30) if "runc" in cmds else None
         steps = breakdown(env, step_rounds)
         scaling = scale(env, counts)
+        # Runs keep their parent cgroup for the next one, as docker does:
+        # the bench's own parent goes now, with anything else it left.
+        sh([str(REL / "09-hardening"), "cleanup"], env=env)
     base_unshare = startup["unshare"]["median_ms"]
     base_runc = startup.get("runc", {}).get("median_ms")
     machine = f"{platform.node()}, {platform.release()}, {os.cpu_count()} CPUs; minibox from {REL}"
