@@ -445,6 +445,11 @@ pub struct NetworkOptions {
     /// Publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] (repeatable)
     #[arg(short, long = "publish", value_name = "SPEC", value_parser = crate::network::ports::parse_publish)]
     pub publish: Vec<crate::network::ports::PortMapping>,
+    /// Leave IPv6 on inside the container (off by default: the addresses
+    /// minibox hands out are IPv4, and a lone link-local address makes
+    /// programs try IPv6 first)
+    #[arg(long)]
+    pub ipv6: bool,
 }
 
 impl NetworkOptions {
@@ -473,7 +478,9 @@ impl NetworkOptions {
     ) -> Result<Option<crate::network::Plan>, Error> {
         match &self.network {
             crate::network::Mode::Network(net) => {
-                crate::network::plan(net, id, name, hostname, &self.publish).map(Some)
+                let mut plan = crate::network::plan(net, id, name, hostname, &self.publish)?;
+                plan.ipv6 = self.ipv6;
+                Ok(Some(plan))
             }
             _ => Ok(None),
         }

@@ -60,6 +60,7 @@ echo "ps=$($B ps | grep ' web ' | tr -s ' ')"
 $B run --rm -p 8080:80 busybox true 2>"$SANDBOX/second.err"; echo "second_rc=$?"
 echo "second_err=$(cat "$SANDBOX/second.err")"
 echo "ipv6=$($B run --rm busybox cat /proc/sys/net/ipv6/conf/all/disable_ipv6)"
+echo "ipv6_asked=$($B run --rm --ipv6 busybox cat /proc/sys/net/ipv6/conf/all/disable_ipv6)"
 echo "lo_and_eth0=$($B run --rm busybox ls /sys/class/net | tr '\n' ' ')"
 $B rm -f web >/dev/null
 $B cleanup >/dev/null
@@ -92,6 +93,7 @@ cmp -s "$SANDBOX/before" "$SANDBOX/after" && echo "state=restored" || { echo "st
         "08-network: host port 8080/tcp is already published by container web"
     );
     assert_eq!(field(&out, "ipv6"), "1", "IPv6 is off inside");
+    assert_eq!(field(&out, "ipv6_asked"), "0", "--ipv6 leaves it on");
     assert_eq!(field(&out, "lo_and_eth0"), "eth0 lo ");
     assert_eq!(field(&out, "state"), "restored", "{out}");
 }

@@ -163,6 +163,9 @@ pub fn peer_link(id: &str) -> String {
 /// in the ledger and its held host ports. Dropped without `connect`, it
 /// gives them back.
 pub struct Plan {
+    /// `--ipv6`: leave the container's IPv6 on (link-local only: the
+    /// ledger hands out IPv4 addresses).
+    pub(crate) ipv6: bool,
     lease: Lease,
     network: NetworkDef,
     held: Vec<Held>,
@@ -188,6 +191,7 @@ pub fn plan(
     let held = ports::hold(ports)?;
     locked.save()?;
     let mut plan = Plan {
+        ipv6: false,
         lease: lease.clone(),
         network: def,
         held,
@@ -253,7 +257,7 @@ impl Plan {
             address: self.lease.address,
             prefix: self.network.subnet.prefix,
             gateway: self.network.subnet.gateway(),
-            ipv6: false,
+            ipv6: self.ipv6,
         }
     }
 
