@@ -7,8 +7,10 @@
 //! flattening [`Verb`] into its command line; each is one call here.
 
 pub mod commit;
+pub mod control;
 pub mod detach;
 pub mod exec;
+pub mod inspect;
 pub mod state;
 pub mod stop;
 
@@ -40,6 +42,10 @@ pub struct NewContainer<'a> {
     pub lower: &'a Path,
     pub cgroup_parent: &'a str,
     pub auto_remove: bool,
+    /// The cgroup limits (`inspect` shows them).
+    pub limits: &'a crate::cgroups::Limits,
+    /// `-v` (`inspect` shows them as Mounts).
+    pub volumes: &'a [crate::volumes::Volume],
 }
 
 impl ContainerState {
@@ -65,19 +71,51 @@ impl ContainerState {
             oom_killed: false,
             cgroup_parent: new.cgroup_parent.to_string(),
             auto_remove: new.auto_remove,
+            started_at: None,
+            labels: Default::default(),
+            paused: false,
+            stop_signal: None,
+            stop_timeout: None,
+            working_dir: None,
+            entrypoint: None,
+            limits: state::RecordedLimits::of(new.limits),
+            mounts: new
+                .volumes
+                .iter()
+                .map(|v| state::RecordedMount {
+                    kind: "bind".into(),
+                    source: v.host.display().to_string(),
+                    destination: v.container.display().to_string(),
+                    read_write: !v.read_only,
+                })
+                .collect(),
+        }
+    }
+
+    /// What others may have changed in the record on disk meanwhile
+    /// (`rename`): keep it, so saving this copy does not undo it.
+    fn adopt_changes(&mut self) {
+        if let Ok(disk) = state::load(&self.id) {
+            self.name = disk.name;
         }
     }
 
     /// init exec'd the command: record it as running.
     pub fn started(&mut self, init: nix::unistd::Pid) -> Result<()> {
+        let _lock = crate::lock::StateLock::acquire()?;
+        self.adopt_changes();
         self.status = Status::Running;
         self.init = ProcessStamp::of(init.as_raw());
+        self.started_at = Some(state::now());
         self.save()
     }
 
     /// The container ended: record how — or, with `--rm`, remove the
     /// record, the log and the layer.
     pub fn exited(&mut self, exit: Exit, oom_killed: bool) -> Result<()> {
+        let _lock = crate::lock::StateLock::acquire()?;
+        self.adopt_changes();
+        self.paused = false;
         self.status = Status::Exited;
         self.exit_code = Some(exit.code().into());
         self.finished = Some(state::now());
@@ -135,16 +173,11 @@ pub enum Verb {
     },
     /// Run a command in a running container
     Exec(ExecArgs),
-    /// Stop containers: SIGTERM, then SIGKILL after a grace period
+    /// Stop containers: SIGTERM (or --stop-signal), then SIGKILL after a grace period
     Stop {
-        /// Seconds to wait for the container to exit before SIGKILL
-        #[arg(
-            short = 't',
-            long = "time",
-            default_value_t = 10,
-            value_name = "SECONDS"
-        )]
-        seconds: u64,
+        /// Seconds to wait for the container to exit before SIGKILL [default: its --stop-timeout, or 10]
+        #[arg(short = 't', long = "time", value_name = "SECONDS")]
+        seconds: Option<u64>,
         #[arg(
             long,
             value_enum,
@@ -181,10 +214,73 @@ pub enum Verb {
     /// Import, list and remove images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Show containers' records as docker's JSON (or --format a template)
+    Inspect {
+        /// A Go template of paths, e.g. '{{.State.Pid}}' or '{{json .Config}}'
+        #[arg(short, long, value_name = "TEMPLATE", value_parser = inspect::Template::parse)]
+        format: Option<inspect::Template>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Block until containers stop, then print their exit codes
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to running containers' PID 1 (SIGKILL unless -s)
+    Kill {
+        /// The signal: KILL, SIGTERM, HUP, 15, …
+        #[arg(short, long, value_name = "SIGNAL", default_value = "KILL", value_parser = stop::parse_signal)]
+        signal: nix::sys::signal::Signal,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Rename a container
+    Rename {
+        container: String,
+        #[arg(value_parser = state::parse_name)]
+        new_name: String,
+    },
+    /// Show a running container's processes (host and container pids)
+    Top { container: String },
+    /// Freeze every process of running containers
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// CPU, memory and PIDs of containers, from their cgroups
+    Stats {
+        /// Print one table and exit (without it: one every second, until Ctrl-C)
+        #[arg(long)]
+        no_stream: bool,
+        /// All containers, not only running ones
+        #[arg(short, long)]
+        all: bool,
+        containers: Vec<String>,
+    },
+    /// Container commands grouped as docker groups them (`container prune`)
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Remove what killed runs left behind: dead containers, cgroups, layers, locks
     Cleanup {
         #[arg(long, value_name = "PATH", default_value = cgroups::DEFAULT_PARENT, value_parser = cgroups::parse_parent, env = "MINIBOX_CGROUP_PARENT")]
         cgroup_parent: String,
+    },
+}
+
+/// `container …`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Remove every container that is not running
+    Prune {
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -246,7 +342,7 @@ impl Verb {
                 trace::start_as("stop", mode);
                 for name in containers {
                     let container = state::find(&name)?;
-                    stop::stop(&container, Duration::from_secs(seconds))?;
+                    stop::stop(&container, stop::grace_for(&container, seconds))?;
                     trace::flush();
                     println!("{name}");
                 }
@@ -273,6 +369,63 @@ impl Verb {
                 }
                 println!("{image}");
             }
+            Verb::Inspect { format, containers } => inspect_all(&containers, format.as_ref())?,
+            Verb::Wait { containers } => {
+                for name in containers {
+                    println!("{}", control::wait(&name).map_err(Error::failed)?);
+                }
+            }
+            Verb::Kill { signal, containers } => {
+                for name in containers {
+                    control::kill(&name, signal).map_err(Error::failed)?;
+                    println!("{name}");
+                }
+            }
+            Verb::Rename {
+                container,
+                new_name,
+            } => control::rename(&container, &new_name).map_err(Error::failed)?,
+            Verb::Top { container } => {
+                print!("{}", control::top(&container).map_err(Error::failed)?)
+            }
+            Verb::Pause { containers } => {
+                for name in containers {
+                    control::set_paused(&name, true).map_err(Error::failed)?;
+                    println!("{name}");
+                }
+            }
+            Verb::Unpause { containers } => {
+                for name in containers {
+                    control::set_paused(&name, false).map_err(Error::failed)?;
+                    println!("{name}");
+                }
+            }
+            Verb::Stats {
+                no_stream,
+                all,
+                containers,
+            } => loop {
+                let table = control::stats(&containers, all).map_err(Error::failed)?;
+                print!("{table}");
+                if no_stream {
+                    break;
+                }
+                let _ = std::io::stdout().flush();
+                std::thread::sleep(Duration::from_millis(500));
+            },
+            Verb::Container(ContainerCommand::Prune { force }) => {
+                if !force && !confirm(
+                    "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ",
+                ) {
+                    return Ok(Exit::Code(0));
+                }
+                let (removed, bytes) = control::prune(extensions).map_err(Error::failed)?;
+                println!("Deleted Containers:");
+                for id in removed {
+                    println!("{id}");
+                }
+                println!("\nTotal reclaimed space: {}", control::human_size(bytes));
+            }
             Verb::Images => image::run_command(ImageCommand::Ls, image_user)?,
             Verb::Image(command) => image::run_command(command, image_user)?,
             Verb::Cleanup { cgroup_parent } => {
@@ -281,6 +434,46 @@ impl Verb {
         }
         Ok(Exit::Code(0))
     }
+}
+
+/// `inspect`: a JSON array of the containers found (as docker, 4-space
+/// indents), or one `--format` line each. A name not found is reported
+/// after the others are printed (exit 1).
+fn inspect_all(names: &[String], format: Option<&inspect::Template>) -> Result<()> {
+    let mut values = Vec::new();
+    let mut missing = None;
+    for name in names {
+        match state::find(name) {
+            Ok(container) => values.push(inspect::to_json(&container)),
+            Err(err) => {
+                missing.get_or_insert(err);
+            }
+        }
+    }
+    match format {
+        Some(template) => {
+            for value in &values {
+                println!("{}", template.render(value).map_err(Error::failed)?);
+            }
+        }
+        None => {
+            let mut out = Vec::new();
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+            serde::Serialize::serialize(&values, &mut serializer)
+                .map_err(|e| Error::Protocol(format!("encode inspect: {e}")))?;
+            println!("{}", String::from_utf8_lossy(&out));
+        }
+    }
+    missing.map_or(Ok(()), |err| Err(err.failed()))
+}
+
+/// Ask on stderr, read the answer from stdin: only `y` or `yes` is yes.
+fn confirm(question: &str) -> bool {
+    eprint!("{question}");
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 /// A container whose layer rests on `rootfs` (its image may not go).

@@ -113,6 +113,8 @@ fn run(args: RunArgs) -> Result<Exit> {
         lower: &image,
         cgroup_parent: &args.resources.cgroup_parent,
         auto_remove: args.container.rm,
+        limits: &limits,
+        volumes: &args.image.volumes,
     });
     let mut reservation = record.create()?;
     let mut config = InitConfig::new(args.options.trace, hostname, argv);

@@ -1,0 +1,567 @@
+//! Issue 16: the docker verbs and run flags a docker user types, with
+//! docker's documented behaviour as each test's expectation. The verbs are
+//! the library's (`container::Verb`), so stage 07 and every later stage
+//! have them; the tests run on 07 and, where a later stage could differ,
+//! on 08 and 09 too (with `--network none`: no bridge on the host).
+//!
+//! Exit codes, docker's rule: 125 for a command line rejected before
+//! acting, 1 for an action that failed, the container's own code where
+//! docker passes it through (`wait`).
+
+use minibox_tests::{require_root, stage_command, stage_process, stderr, stdout};
+use rstest::rstest;
+use std::io::{BufRead, BufReader};
+use std::process::{Output, Stdio};
+
+const STAGE: &str = "07-full";
+
+fn cli_on(stage: &str, args: &[&str]) -> Output {
+    stage_command(stage)
+        .args(args)
+        .output()
+        .expect("run the stage binary")
+}
+
+fn cli(args: &[&str]) -> Output {
+    cli_on(STAGE, args)
+}
+
+fn ok_on(stage: &str, args: &[&str]) -> String {
+    let out = cli_on(stage, args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+fn ok(args: &[&str]) -> String {
+    ok_on(STAGE, args)
+}
+
+/// A failed command: its exit code, one line of stderr containing `message`.
+fn fails(args: &[&str], code: i32, message: &str) {
+    let out = cli(args);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line:\n{err}");
+    assert!(err.contains(message), "{args:?}: {err}");
+}
+
+/// A container name unique to this test process, `rm -f`'d when dropped
+/// (pass or fail: a failing test must not leave a container running).
+struct Named {
+    name: String,
+    stage: &'static str,
+}
+
+fn name(tag: &str) -> Named {
+    name_on(STAGE, tag)
+}
+
+fn name_on(stage: &'static str, tag: &str) -> Named {
+    Named {
+        name: format!("{tag}-{}", std::process::id()),
+        stage,
+    }
+}
+
+impl std::ops::Deref for Named {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = cli_on(self.stage, &["rm", "-f", &self.name]);
+    }
+}
+
+/// The flags `run -d` needs on `stage` besides the image (no bridge on 08+).
+fn detached(stage: &str, name: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "-d", "--trace", "off", "--name", name]
+        .map(String::from)
+        .to_vec();
+    if minibox_tests::number(stage) >= 8 {
+        args.extend(["--network".into(), "none".into()]);
+    }
+    args
+}
+
+/// `run -d --name NAME [FLAGS] busybox COMMAND…` on `stage`: the id.
+fn start_on(stage: &str, name: &str, flags: &[&str], command: &[&str]) -> String {
+    let mut args = detached(stage, name);
+    args.extend(flags.iter().map(|s| s.to_string()));
+    args.push("busybox".into());
+    args.extend(command.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok_on(stage, &args).trim().to_string()
+}
+
+fn start(name: &str, flags: &[&str], command: &[&str]) -> String {
+    start_on(STAGE, name, flags, command)
+}
+
+/// Follow the container's log until it prints `ready` (the container's
+/// own word that it is set up); the `logs -f` process, which ends with it.
+fn said_ready(name: &str) -> std::process::Child {
+    let mut logs = stage_process(STAGE)
+        .args(["logs", "-f", name])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(logs.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    logs
+}
+
+/// A shell line that starts `sleep 1000` in the background and says
+/// `ready` once it runs (a child's comm changes at its exec).
+const SLEEPER_READY: &str =
+    "sleep 1000 & until grep -qx sleep /proc/$!/comm; do :; done; echo ready";
+
+fn inspect(name: &str) -> serde_json::Value {
+    inspect_on(STAGE, name)
+}
+
+fn inspect_on(stage: &str, name: &str) -> serde_json::Value {
+    let out = ok_on(stage, &["inspect", name]);
+    let all: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{out}");
+    all[0].clone()
+}
+
+/// `ps -a`'s row of the container named `name`.
+fn ps_row(name: &str) -> Option<String> {
+    ok(&["ps", "-a"])
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .map(String::from)
+}
+
+/// The command line of host process `pid`, arguments joined by spaces.
+fn cmdline(pid: i64) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .trim_end_matches('\0')
+        .replace('\0', " ")
+}
+
+/// `inspect` prints docker's JSON: the fields docker users read, with
+/// docker's names; `-f '{{.State.Pid}}'` is the container's PID 1 on the
+/// host, on stage 07 and every later stage.
+#[rstest]
+#[case::stage_07("07-full")]
+#[case::stage_08("08-network")]
+#[case::stage_09("09-hardening")]
+fn inspect_shows_dockers_fields_and_format_paths(#[case] stage: &'static str) {
+    require_root!();
+    let c = name_on(stage, &format!("inspected{}", minibox_tests::number(stage)));
+    let volume = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/data:ro", volume.path().display());
+    let id = start_on(
+        stage,
+        &c,
+        &[
+            "-m",
+            "64m",
+            "--pids-limit",
+            "50",
+            "-e",
+            "GREETING=hi",
+            "-v",
+            &bind,
+        ],
+        &["sleep", "1000"],
+    );
+    let pid: i64 = ok_on(stage, &["inspect", "-f", "{{.State.Pid}}", &c])
+        .trim()
+        .parse()
+        .expect("-f '{{.State.Pid}}' prints a number");
+    assert_eq!(
+        cmdline(pid),
+        "sleep 1000",
+        "the pid is the container's PID 1"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(nspid.ends_with("\t1"), "PID 1 in its namespace: {nspid}");
+
+    let json = inspect_on(stage, &c);
+    assert_eq!(json["Id"], id.as_str());
+    assert_eq!(json["Name"], format!("/{}", &*c));
+    assert_eq!(json["State"]["Status"], "running");
+    assert_eq!(json["State"]["Running"], true);
+    assert_eq!(json["State"]["Paused"], false);
+    assert_eq!(json["State"]["Pid"], pid);
+    assert_eq!(json["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+    assert!(json["State"]["StartedAt"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z') && t.len() == 30));
+    assert_eq!(json["Config"]["Cmd"], serde_json::json!(["sleep", "1000"]));
+    assert_eq!(json["Config"]["Image"], "busybox");
+    assert!(json["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&"GREETING=hi".into()));
+    assert_eq!(json["HostConfig"]["Memory"], 64 << 20);
+    assert_eq!(json["HostConfig"]["PidsLimit"], 50);
+    assert_eq!(json["Mounts"][0]["Type"], "bind");
+    assert_eq!(json["Mounts"][0]["Destination"], "/data");
+    assert_eq!(json["Mounts"][0]["RW"], false);
+    assert_eq!(
+        ok_on(
+            stage,
+            &["inspect", "--format", "{{.Name}} {{json .Config.Cmd}}", &c]
+        ),
+        format!("/{} [\"sleep\",\"1000\"]\n", &*c)
+    );
+
+    // Once stopped: exited, its code, no pid.
+    ok_on(stage, &["stop", "-t", "0", "--trace", "off", &c]);
+    let json = inspect_on(stage, &c);
+    assert_eq!(json["State"]["Status"], "exited");
+    assert_eq!(json["State"]["Running"], false);
+    assert_eq!(json["State"]["ExitCode"], 137);
+    assert_eq!(json["State"]["Pid"], 0);
+    assert_ne!(json["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+}
+
+/// docker: `inspect` of an unknown container fails (1) after printing what
+/// it found; a template it cannot read is a bad command line (125); a path
+/// that is not there is a failed action (1).
+#[test]
+fn inspect_reports_unknown_containers_and_bad_templates() {
+    require_root!();
+    let c = name("found");
+    start(&c, &[], &["sleep", "1000"]);
+    let out = cli(&["inspect", &c, "no-such-box"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let found: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(found[0]["Name"], format!("/{}", &*c));
+    assert_eq!(
+        stderr(&out).trim(),
+        "07-full: no such container: no-such-box"
+    );
+    fails(
+        &["inspect", "-f", "{{.State.Pid", &c],
+        125,
+        "unclosed action",
+    );
+    fails(&["inspect", "-f", "{{.State.Nope}}", &c], 1, "Nope");
+}
+
+/// `wait` blocks until the container exits and prints its exit code
+/// (docker passes the code through on stdout; `wait` itself exits 0).
+#[test]
+fn wait_prints_the_exit_code() {
+    require_root!();
+    let c = name("waited");
+    start(
+        &c,
+        &[],
+        &["sh", "-c", "trap 'exit 3' TERM; sleep 1000 & wait"],
+    );
+    let mut waiter = stage_process(STAGE)
+        .args(["wait", &c])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        ps_row(&c).map(|r| r.contains(" Up ")),
+        Some(true),
+        "still running while wait waits"
+    );
+    ok(&["kill", "-s", "TERM", &c]);
+    let mut line = String::new();
+    BufReader::new(waiter.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "3\n");
+    assert!(waiter.wait().unwrap().success());
+    // Waiting on a container that has exited answers at once.
+    assert_eq!(ok(&["wait", &c]), "3\n");
+    fails(
+        &["wait", "no-such-box"],
+        1,
+        "no such container: no-such-box",
+    );
+}
+
+/// `kill` sends SIGKILL unless `-s` names another signal; signals are
+/// taken as docker takes them (USR1, SIGUSR1, 10). A stopped container
+/// cannot be killed (1); a signal that does not exist is a bad value (125).
+#[test]
+fn kill_sends_the_signal_asked_for() {
+    require_root!();
+    let polite = name("usr1");
+    start(
+        &polite,
+        &[],
+        &["sh", "-c", "trap 'exit 10' USR1; sleep 1000 & wait"],
+    );
+    assert_eq!(
+        ok(&["kill", "-s", "SIGUSR1", &polite]),
+        format!("{}\n", &*polite)
+    );
+    assert_eq!(ok(&["wait", &polite]), "10\n");
+    assert!(ps_row(&polite).unwrap().contains("Exited (10)"));
+
+    let plain = name("plain");
+    start(&plain, &[], &["sleep", "1000"]);
+    ok(&["kill", &plain]);
+    assert_eq!(ok(&["wait", &plain]), "137\n", "SIGKILL by default");
+
+    fails(&["kill", &plain], 1, "is not running");
+    fails(&["kill", "no-such-box"], 1, "no such container");
+    fails(&["kill", "-s", "NOPE", &plain], 125, "not a signal");
+}
+
+/// `rename` changes the name `ps`, `inspect` and every verb know it by; a
+/// name in use is refused (1), a malformed one too (125). A running
+/// container keeps its new name when it exits (its monitor does not write
+/// the old one back).
+#[test]
+fn rename_changes_the_name_everywhere() {
+    require_root!();
+    let old = name("before");
+    let new = name("after");
+    let other = name("taken");
+    let id = start(&old, &[], &["sleep", "1000"]);
+    start(&other, &[], &["sleep", "1000"]);
+    assert_eq!(ok(&["rename", &old, &new]), "");
+    assert!(ps_row(&old).is_none());
+    assert!(ps_row(&new).unwrap().starts_with(&id));
+    assert_eq!(inspect(&new)["Name"], format!("/{}", &*new));
+    fails(&["inspect", &old], 1, "no such container");
+    fails(&["rename", &new, &other], 1, "is in use");
+    fails(&["rename", &new, "bad name!"], 125, "invalid value");
+    ok(&["stop", "-t", "0", "--trace", "off", &new]);
+    assert!(ps_row(&new).unwrap().contains("Exited (137)"));
+}
+
+/// `top` lists the container's processes: host pids (PID, PPID) and pids
+/// inside (CONTAINER PID), an `exec`'d one too.
+#[test]
+fn top_lists_host_and_container_pids() {
+    require_root!();
+    let c = name("topped");
+    // It says ready once its child has become `sleep` (its comm changes at exec).
+    start(&c, &[], &["sh", "-c", &format!("{SLEEPER_READY}; wait")]);
+    let mut logs = said_ready(&c);
+    let pid = inspect(&c)["State"]["Pid"].as_i64().unwrap();
+    let out = ok(&["top", &c]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        ["UID", "PID", "PPID", "CONTAINER PID", "TIME", "CMD"],
+        "{out}"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    let init = rows
+        .iter()
+        .find(|r| r[1] == pid.to_string())
+        .unwrap_or_else(|| panic!("PID 1's host pid {pid} missing:\n{out}"));
+    assert_eq!(init[0], "root");
+    assert_eq!(init[3], "1");
+    let sleeper = rows
+        .iter()
+        .find(|r| r[5..] == ["sleep", "1000"])
+        .unwrap_or_else(|| panic!("the sleep missing:\n{out}"));
+    assert_eq!(sleeper[2], pid.to_string(), "its parent is PID 1");
+    assert_ne!(sleeper[3], "1");
+    assert_eq!(rows.len(), 2, "{out}");
+    ok(&["stop", "-t", "0", "--trace", "off", &c]);
+    assert!(logs.wait().unwrap().success());
+    fails(&["top", &c], 1, "is not running");
+}
+
+/// `container prune -f` removes every stopped container and only those,
+/// saying which, as docker does. In a state root and cgroup parent of its
+/// own: the other tests' stopped containers are theirs, and a run sweeps
+/// the empty cgroups of its parent that its own root has no lock for.
+#[test]
+fn container_prune_removes_stopped_containers_only() {
+    require_root!();
+    let root = tempfile::tempdir().unwrap();
+    let parent = format!("{}-prune", minibox_tests::test_env().cgroup_parent);
+    let command = |args: &[&str]| {
+        stage_command(STAGE)
+            .env("MINIBOX_ROOT", root.path())
+            .env("MINIBOX_CGROUP_PARENT", &parent)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let in_root = |args: &[&str]| {
+        let out = command(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let running = in_root(&["run", "-d", "--trace", "off", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    in_root(&[
+        "run", "--trace", "off", "--name", "done1", "busybox", "true",
+    ]);
+    let failed = command(&[
+        "run", "--trace", "off", "--name", "done2", "busybox", "false",
+    ]);
+    assert_eq!(failed.status.code(), Some(1));
+    let ids = in_root(&["ps", "-a", "-q"]);
+    assert_eq!(ids.lines().count(), 3, "{ids}");
+    let out = in_root(&["container", "prune", "-f"]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("Deleted Containers:"));
+    let deleted: Vec<&str> = lines.by_ref().take_while(|l| !l.is_empty()).collect();
+    assert_eq!(deleted.len(), 2, "{out}");
+    assert!(!deleted.contains(&running.as_str()));
+    assert!(lines.next().unwrap().starts_with("Total reclaimed space: "));
+    assert_eq!(in_root(&["ps", "-a", "-q"]), format!("{running}\n"));
+    // Without -f it asks; anything but y keeps them.
+    in_root(&["run", "--trace", "off", "busybox", "true"]);
+    let out = stage_command(STAGE)
+        .env("MINIBOX_ROOT", root.path())
+        .env("MINIBOX_CGROUP_PARENT", &parent)
+        .args(["container", "prune"])
+        .write_stdin("n\n")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("Are you sure"));
+    assert_eq!(in_root(&["ps", "-a", "-q"]).lines().count(), 2);
+    in_root(&["rm", "-f", &running]);
+    in_root(&["container", "prune", "-f"]);
+    assert_eq!(in_root(&["ps", "-a", "-q"]), "");
+    in_root(&["cleanup", "--cgroup-parent", &parent]);
+}
+
+/// The file that says whether a container's cgroup is frozen, and the
+/// line it holds when it is: the freezer on v1, `cgroup.events` on v2.
+fn freezer_of(id: &str) -> (std::path::PathBuf, &'static str) {
+    let parent = &minibox_tests::test_env().cgroup_parent;
+    match minibox_tests::cgroup_mode() {
+        "v2" => (
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(parent)
+                .join(id)
+                .join("cgroup.events"),
+            "frozen 1",
+        ),
+        _ => (
+            std::path::Path::new("/sys/fs/cgroup/freezer")
+                .join(parent)
+                .join(id)
+                .join("freezer.state"),
+            "FROZEN",
+        ),
+    }
+}
+
+fn is_frozen(id: &str) -> bool {
+    let (file, frozen) = freezer_of(id);
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .lines()
+        .any(|l| l == frozen)
+}
+
+/// `pause` freezes the container's cgroup: `ps` says `(Paused)`, `inspect`
+/// says paused, `exec` is refused, a second `pause` fails (1); `unpause`
+/// thaws it. `stop` of a paused container delivers its signal (the
+/// container's TERM handler runs: exit 5, not 137).
+#[test]
+fn pause_freezes_and_unpause_thaws() {
+    require_root!();
+    let c = name("paused");
+    let id = start(
+        &c,
+        &[],
+        &["sh", "-c", "trap 'exit 5' TERM; sleep 1000 & wait"],
+    );
+    assert!(!is_frozen(&id));
+    assert_eq!(ok(&["pause", &c]), format!("{}\n", &*c));
+    assert!(is_frozen(&id), "the cgroup is frozen");
+    assert!(ps_row(&c).unwrap().contains("(Paused)"), "{:?}", ps_row(&c));
+    let state = &inspect(&c)["State"];
+    assert_eq!(state["Status"], "paused");
+    assert_eq!(state["Paused"], true);
+    assert_eq!(state["Running"], true);
+    fails(&["exec", &c, "true"], 125, "is paused");
+    fails(&["pause", &c], 1, "already paused");
+
+    assert_eq!(ok(&["unpause", &c]), format!("{}\n", &*c));
+    assert!(!is_frozen(&id));
+    assert!(!ps_row(&c).unwrap().contains("Paused"));
+    assert_eq!(
+        ok(&["exec", "--trace", "off", &c, "echo", "thawed"]),
+        "thawed\n"
+    );
+    fails(&["unpause", &c], 1, "is not paused");
+
+    ok(&["pause", &c]);
+    ok(&["stop", "-t", "5", "--trace", "off", &c]);
+    assert!(
+        ps_row(&c).unwrap().contains("Exited (5)"),
+        "{:?}",
+        ps_row(&c)
+    );
+    assert_eq!(inspect(&c)["State"]["Paused"], false);
+    fails(&["pause", &c], 1, "is not running");
+}
+
+/// `stats --no-stream` prints one table from the container's cgroup: a
+/// busy container's CPU %, its memory against its `-m` limit, its PIDs.
+#[test]
+fn stats_no_stream_reads_the_cgroup() {
+    require_root!();
+    let c = name("busy");
+    start(
+        &c,
+        &["-m", "64m"],
+        &["sh", "-c", &format!("{SLEEPER_READY}; while :; do :; done")],
+    );
+    let mut logs = said_ready(&c);
+    let out = ok(&["stats", "--no-stream", &c]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let header: Vec<&str> = lines[0]
+        .split("  ")
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "CONTAINER ID",
+            "NAME",
+            "CPU %",
+            "MEM USAGE / LIMIT",
+            "MEM %",
+            "PIDS"
+        ]
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[1], &*c);
+    let cpu: f64 = row[2].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 1.0, "a busy loop uses CPU: {out}");
+    assert_eq!(row[4], "/");
+    assert_eq!(row[5], "64MiB", "the -m limit: {out}");
+    assert_eq!(row[7], "2", "sh and its sleep: {out}");
+    ok(&["kill", &c]);
+    assert!(logs.wait().unwrap().success());
+    fails(
+        &["stats", "--no-stream", "no-such-box"],
+        1,
+        "no such container",
+    );
+}
