@@ -262,8 +262,14 @@ fn wait_prints_the_exit_code() {
     start(
         &c,
         &[],
-        &["sh", "-c", "trap 'exit 3' TERM; sleep 1000 & wait"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 3' TERM; echo ready; sleep 1000 & wait",
+        ],
     );
+    // Its handler is in place once it says ready.
+    let mut logs = said_ready(&c);
     let mut waiter = stage_process(STAGE)
         .args(["wait", &c])
         .stdout(Stdio::piped())
@@ -281,6 +287,7 @@ fn wait_prints_the_exit_code() {
         .unwrap();
     assert_eq!(line, "3\n");
     assert!(waiter.wait().unwrap().success());
+    assert!(logs.wait().unwrap().success());
     // Waiting on a container that has exited answers at once.
     assert_eq!(ok(&["wait", &c]), "3\n");
     fails(
@@ -300,13 +307,20 @@ fn kill_sends_the_signal_asked_for() {
     start(
         &polite,
         &[],
-        &["sh", "-c", "trap 'exit 10' USR1; sleep 1000 & wait"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 10' USR1; echo ready; sleep 1000 & wait",
+        ],
     );
+    // Its handler is in place once it says ready.
+    let mut logs = said_ready(&polite);
     assert_eq!(
         ok(&["kill", "-s", "SIGUSR1", &polite]),
         format!("{}\n", &*polite)
     );
     assert_eq!(ok(&["wait", &polite]), "10\n");
+    assert!(logs.wait().unwrap().success());
     assert!(ps_row(&polite).unwrap().contains("Exited (10)"));
 
     let plain = name("plain");
@@ -486,8 +500,14 @@ fn pause_freezes_and_unpause_thaws() {
     let id = start(
         &c,
         &[],
-        &["sh", "-c", "trap 'exit 5' TERM; sleep 1000 & wait"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 5' TERM; echo ready; sleep 1000 & wait",
+        ],
     );
+    // Its handler is in place once it says ready.
+    let mut logs = said_ready(&c);
     assert!(!is_frozen(&id));
     assert_eq!(ok(&["pause", &c]), format!("{}\n", &*c));
     assert!(is_frozen(&id), "the cgroup is frozen");
@@ -515,6 +535,7 @@ fn pause_freezes_and_unpause_thaws() {
         "{:?}",
         ps_row(&c)
     );
+    assert!(logs.wait().unwrap().success());
     assert_eq!(inspect(&c)["State"]["Paused"], false);
     fails(&["pause", &c], 1, "is not running");
 }
@@ -563,5 +584,239 @@ fn stats_no_stream_reads_the_cgroup() {
         &["stats", "--no-stream", "no-such-box"],
         1,
         "no such container",
+    );
+}
+
+/// `run --rm --trace off [--network none] FLAGS… busybox COMMAND…` on `stage`.
+fn run_on(stage: &str, flags: &[&str], command: &[&str]) -> Output {
+    let mut args = vec!["run", "--rm", "--trace", "off"];
+    if minibox_tests::number(stage) >= 8 {
+        args.extend(["--network", "none"]);
+    }
+    args.extend(flags);
+    args.push("busybox");
+    args.extend(command);
+    cli_on(stage, &args)
+}
+
+fn run_ok(stage: &str, flags: &[&str], command: &[&str]) -> String {
+    let out = run_on(stage, flags, command);
+    assert!(
+        out.status.success(),
+        "{flags:?} {command:?}: {}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// `-w DIR`: the command starts there, made if missing (docker's rule),
+/// also under stage 09's `--read-only` root; `inspect` shows it.
+#[rstest]
+#[case::stage_07("07-full", &[])]
+#[case::stage_09_read_only("09-hardening", &["--read-only"])]
+fn workdir_is_made_and_entered(#[case] stage: &str, #[case] extra: &[&str]) {
+    require_root!();
+    let mut flags = vec!["-w", "/made/for/it"];
+    flags.extend(extra);
+    assert_eq!(
+        run_ok(
+            stage,
+            &flags,
+            &["sh", "-c", "pwd; test -d /made/for/it && echo dir"]
+        ),
+        "/made/for/it\ndir\n"
+    );
+    let c = name("workdir");
+    start(&c, &["--workdir", "/srv"], &["sleep", "1000"]);
+    assert_eq!(inspect(&c)["Config"]["WorkingDir"], "/srv");
+    fails(
+        &["run", "-w", "relative", "busybox", "true"],
+        125,
+        "not an absolute path",
+    );
+}
+
+/// `--entrypoint PROGRAM`: the arguments after the image go to PROGRAM;
+/// with none, PROGRAM alone runs (not `sh`).
+#[test]
+fn entrypoint_takes_the_commands_arguments() {
+    require_root!();
+    assert_eq!(
+        run_ok(STAGE, &["--entrypoint", "echo"], &["hello", "world"]),
+        "hello world\n"
+    );
+    assert_eq!(run_ok(STAGE, &["--entrypoint", "pwd"], &[]), "/\n");
+    let c = name("entry");
+    start(&c, &["--entrypoint", "sleep"], &["1000"]);
+    let config = &inspect(&c)["Config"];
+    assert_eq!(config["Entrypoint"], serde_json::json!(["sleep"]));
+    assert_eq!(config["Cmd"], serde_json::json!(["1000"]));
+}
+
+/// `--stop-signal`: what `stop` sends first (the container's handler for
+/// it decides the exit code); `--stop-timeout`: how long `stop` waits
+/// before SIGKILL when `-t` is not given.
+#[test]
+fn stop_signal_and_stop_timeout_shape_stop() {
+    require_root!();
+    let c = name("usr1stop");
+    start(
+        &c,
+        &["--stop-signal", "USR1"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 12' USR1; echo ready; sleep 1000 & wait",
+        ],
+    );
+    // Its handler is in place once it says ready.
+    let mut logs = said_ready(&c);
+    assert_eq!(inspect(&c)["Config"]["StopSignal"], "SIGUSR1");
+    ok(&["stop", "--trace", "off", &c]);
+    assert!(
+        ps_row(&c).unwrap().contains("Exited (12)"),
+        "{:?}",
+        ps_row(&c)
+    );
+    assert!(logs.wait().unwrap().success());
+
+    // PID 1 `sleep` has no TERM handler: stop waits its timeout, then kills.
+    let stubborn = name("timeout");
+    start(&stubborn, &["--stop-timeout", "1"], &["sleep", "1000"]);
+    assert_eq!(inspect(&stubborn)["Config"]["StopTimeout"], 1);
+    let out = cli(&["stop", "--trace", "tree", &stubborn]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("wait 1s for exit"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ps_row(&stubborn).unwrap().contains("Exited (137)"));
+    fails(
+        &["run", "--stop-signal", "NOPE", "busybox", "true"],
+        125,
+        "not a signal",
+    );
+}
+
+/// `--label`: shown by `inspect`, selected by `ps --filter label=KEY` or
+/// `label=KEY=VALUE` (several label filters must all match).
+#[test]
+fn labels_are_shown_and_filtered() {
+    require_root!();
+    let key = format!("tier{}", std::process::id());
+    let web = name("labelweb");
+    let db = name("labeldb");
+    let web_id = start(
+        &web,
+        &["--label", &format!("{key}=web"), "-l", "solo"],
+        &["sleep", "1000"],
+    );
+    let db_id = start(&db, &["--label", &format!("{key}=db")], &["sleep", "1000"]);
+    assert_eq!(
+        inspect(&web)["Config"]["Labels"],
+        serde_json::json!({ key.clone(): "web", "solo": "" })
+    );
+    let ids = |filters: &[&str]| {
+        let mut args = vec!["ps", "-a", "-q"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        let mut ids: Vec<String> = ok(&args).lines().map(String::from).collect();
+        ids.retain(|id| *id == web_id || *id == db_id);
+        ids.sort();
+        ids
+    };
+    let mut both = vec![web_id.clone(), db_id.clone()];
+    both.sort();
+    assert_eq!(ids(&[&format!("label={key}")]), both);
+    assert_eq!(ids(&[&format!("label={key}=db")]), vec![db_id.clone()]);
+    assert_eq!(
+        ids(&[&format!("label={key}"), "label=solo"]),
+        vec![web_id.clone()]
+    );
+    assert!(ids(&[&format!("label={key}=none")]).is_empty());
+    ok(&["stop", "-t", "0", "--trace", "off", &db]);
+    assert_eq!(
+        ids(&[&format!("label={key}"), "status=exited"]),
+        vec![db_id.clone()]
+    );
+    assert_eq!(
+        ids(&[&format!("label={key}"), "status=running"]),
+        vec![web_id.clone()]
+    );
+    fails(&["ps", "--filter", "colour=red"], 125, "unknown filter");
+}
+
+/// `--tmpfs PATH[:OPTIONS]`: a tmpfs with docker's default options
+/// (noexec, nosuid, nodev), its size= honoured, `exec` turning noexec off;
+/// on stage 07 and under stage 09's hardening.
+#[rstest]
+#[case::stage_07("07-full")]
+#[case::stage_09("09-hardening")]
+fn tmpfs_mounts_with_dockers_options(#[case] stage: &str) {
+    require_root!();
+    let script = "grep ' /scratch ' /proc/mounts; \
+                  dd if=/dev/zero of=/scratch/big bs=1k count=2048 2>/dev/null || echo full";
+    let out = run_ok(
+        stage,
+        &["--tmpfs", "/scratch:size=1m"],
+        &["sh", "-c", script],
+    );
+    let mut lines = out.lines();
+    let mount: Vec<&str> = lines.next().unwrap_or_default().split(' ').collect();
+    assert_eq!(mount[..3], ["tmpfs", "/scratch", "tmpfs"], "{out}");
+    let options: Vec<&str> = mount[3].split(',').collect();
+    for want in ["rw", "nosuid", "nodev", "noexec", "size=1024k"] {
+        assert!(options.contains(&want), "{want} missing: {out}");
+    }
+    assert_eq!(lines.next(), Some("full"), "size=1m is a limit: {out}");
+    let out = run_ok(
+        stage,
+        &["--tmpfs", "/scratch:exec"],
+        &["sh", "-c", "grep ' /scratch ' /proc/mounts"],
+    );
+    assert!(!out.contains("noexec"), "{out}");
+    fails(
+        &["run", "--tmpfs", "scratch", "busybox", "true"],
+        125,
+        "absolute",
+    );
+}
+
+/// `--ulimit NAME=SOFT[:HARD]`: set before the command starts (on stage
+/// 09 too, before init gives up CAP_SYS_RESOURCE); `inspect` shows it.
+#[rstest]
+#[case::stage_07("07-full")]
+#[case::stage_09("09-hardening")]
+fn ulimit_sets_the_commands_limits(#[case] stage: &str) {
+    require_root!();
+    let out = run_ok(
+        stage,
+        &["--ulimit", "nofile=100:200", "--ulimit", "core=-1"],
+        &["cat", "/proc/self/limits"],
+    );
+    let row = |name: &str| -> Vec<String> {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {out}"));
+        line[name.len()..]
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(row("Max open files")[..2], ["100", "200"]);
+    assert_eq!(row("Max core file size")[..2], ["unlimited", "unlimited"]);
+    let c = name("ulimited");
+    start(&c, &["--ulimit", "nproc=50"], &["sleep", "1000"]);
+    assert_eq!(
+        inspect(&c)["HostConfig"]["Ulimits"],
+        serde_json::json!([{"Name": "nproc", "Soft": 50, "Hard": 50}])
+    );
+    fails(
+        &["run", "--ulimit", "nofile=200:100", "busybox", "true"],
+        125,
+        "above the hard limit",
     );
 }

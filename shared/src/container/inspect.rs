@@ -32,9 +32,11 @@ pub fn to_json(c: &ContainerState) -> Value {
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
+    // docker lists `-v` binds as Mounts, and `--tmpfs` in HostConfig.Tmpfs.
     let mounts: Vec<Value> = c
         .mounts
         .iter()
+        .filter(|m| m.kind != "tmpfs")
         .map(|m| {
             json!({
                 "Type": m.kind,
@@ -88,6 +90,9 @@ pub fn to_json(c: &ContainerState) -> Value {
             "CpusetMems": c.limits.cpuset_mems,
             "PidsLimit": c.limits.pids_limit,
             "Tmpfs": tmpfs,
+            "Ulimits": c.ulimits.iter().map(|u| json!({
+                "Name": u.name, "Soft": u.soft, "Hard": u.hard,
+            })).collect::<Vec<_>>(),
         },
         "Mounts": mounts,
         "Config": {

@@ -10,6 +10,7 @@ pub mod commit;
 pub mod control;
 pub mod detach;
 pub mod exec;
+pub mod inside;
 pub mod inspect;
 pub mod state;
 pub mod stop;
@@ -46,6 +47,8 @@ pub struct NewContainer<'a> {
     pub limits: &'a crate::cgroups::Limits,
     /// `-v` (`inspect` shows them as Mounts).
     pub volumes: &'a [crate::volumes::Volume],
+    /// Stage 07's other flags: labels, `-w`, `--stop-signal`, `--tmpfs`, …
+    pub options: &'a crate::cli::ContainerOptions,
 }
 
 impl ContainerState {
@@ -72,12 +75,16 @@ impl ContainerState {
             cgroup_parent: new.cgroup_parent.to_string(),
             auto_remove: new.auto_remove,
             started_at: None,
-            labels: Default::default(),
+            labels: new.options.labels.iter().cloned().collect(),
             paused: false,
-            stop_signal: None,
-            stop_timeout: None,
-            working_dir: None,
-            entrypoint: None,
+            stop_signal: new.options.stop_signal.clone(),
+            stop_timeout: new.options.stop_timeout,
+            working_dir: new
+                .options
+                .workdir
+                .as_ref()
+                .map(|d| d.display().to_string()),
+            entrypoint: new.options.entrypoint.clone().filter(|e| !e.is_empty()),
             limits: state::RecordedLimits::of(new.limits),
             mounts: new
                 .volumes
@@ -88,7 +95,14 @@ impl ContainerState {
                     destination: v.container.display().to_string(),
                     read_write: !v.read_only,
                 })
+                .chain(new.options.tmpfs.iter().map(|t| state::RecordedMount {
+                    kind: "tmpfs".into(),
+                    source: t.options(),
+                    destination: t.path.display().to_string(),
+                    read_write: !t.read_only,
+                }))
                 .collect(),
+            ulimits: new.options.ulimits.clone(),
         }
     }
 
@@ -163,6 +177,9 @@ pub enum Verb {
         /// Only their ids
         #[arg(short, long)]
         quiet: bool,
+        /// Only those matching: label=KEY[=VALUE], name=TEXT, id=PREFIX, status=STATUS (repeatable)
+        #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = Filter::parse)]
+        filter: Vec<Filter>,
     },
     /// Show what a detached container printed
     Logs {
@@ -315,7 +332,7 @@ impl Verb {
     /// Carry out the verb; its exit code for the binary to exit with.
     pub fn execute(self, extensions: &[&dyn Extension]) -> Result<Exit> {
         match self {
-            Verb::Ps { all, quiet } => print!("{}", ps(all, quiet, extensions)),
+            Verb::Ps { all, quiet, filter } => print!("{}", ps(all, quiet, &filter, extensions)),
             Verb::Logs { follow, container } => {
                 let container = state::find(&container)?;
                 logs(&container, follow, &mut std::io::stdout())?;
@@ -486,7 +503,9 @@ fn image_user(rootfs: &Path) -> Option<String> {
 
 /// `ps`: running containers, or all with `-a`; ids only with `-q`. Each
 /// extension may add a column (stage 08: the address and ports).
-pub fn ps(all: bool, quiet: bool, extensions: &[&dyn Extension]) -> String {
+pub fn ps(all: bool, quiet: bool, filters: &[Filter], extensions: &[&dyn Extension]) -> String {
+    // docker: a status filter looks at stopped containers too.
+    let all = all || filters.iter().any(|f| matches!(f, Filter::Status(_)));
     let now = state::now();
     let mut header: Vec<String> = [
         "CONTAINER ID",
@@ -514,7 +533,7 @@ pub fn ps(all: bool, quiet: bool, extensions: &[&dyn Extension]) -> String {
         match entry {
             Entry::Ok(c) => {
                 let condition = c.condition();
-                if !all && condition != Condition::Running {
+                if !all && condition != Condition::Running || !Filter::all_match(filters, &c) {
                     continue;
                 }
                 ids.push(c.id.clone());
@@ -537,7 +556,7 @@ pub fn ps(all: bool, quiet: bool, extensions: &[&dyn Extension]) -> String {
                 row.extend(columns.iter().map(|e| e.ps_cell(&c.id)));
                 rows.push(row);
             }
-            Entry::Broken { id, reason } if all => {
+            Entry::Broken { id, reason } if all && filters.is_empty() => {
                 ids.push(id.clone());
                 let mut row = vec![
                     id.clone(),
@@ -571,6 +590,85 @@ pub fn ps(all: bool, quiet: bool, extensions: &[&dyn Extension]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// One `ps --filter`, docker's: `label` filters must all match; of the
+/// other kinds, any one of a kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filter {
+    Label(String, Option<String>),
+    Name(String),
+    Id(String),
+    Status(String),
+}
+
+impl Filter {
+    pub fn parse(text: &str) -> std::result::Result<Filter, String> {
+        let (key, value) = text
+            .split_once('=')
+            .ok_or("expected KEY=VALUE, like label=tier=web or status=exited")?;
+        match key {
+            "label" => {
+                let (k, v) = value
+                    .split_once('=')
+                    .map_or((value, None), |(k, v)| (k, Some(v.to_string())));
+                Ok(Filter::Label(k.to_string(), v))
+            }
+            "name" => Ok(Filter::Name(value.to_string())),
+            "id" => Ok(Filter::Id(value.to_string())),
+            "status" => match value {
+                "created" | "running" | "paused" | "exited" | "dead" => {
+                    Ok(Filter::Status(value.to_string()))
+                }
+                _ => Err(format!(
+                    "status {value:?}: one of created, running, paused, exited, dead"
+                )),
+            },
+            _ => Err(format!("unknown filter {key:?} (label, name, id, status)")),
+        }
+    }
+
+    fn matches(&self, c: &ContainerState) -> bool {
+        match self {
+            Filter::Label(key, value) => c
+                .labels
+                .get(key)
+                .is_some_and(|v| value.as_ref().is_none_or(|want| want == v)),
+            Filter::Name(part) => c.name.contains(part.as_str()),
+            Filter::Id(prefix) => c.id.starts_with(prefix.as_str()),
+            Filter::Status(status) => {
+                let now = match c.condition() {
+                    Condition::Starting => "created",
+                    Condition::Running if c.paused => "paused",
+                    Condition::Running => "running",
+                    Condition::Exited => "exited",
+                    Condition::Dead => "dead",
+                };
+                now == status
+            }
+        }
+    }
+
+    fn kind(&self) -> u8 {
+        match self {
+            Filter::Label(..) => 0,
+            Filter::Name(_) => 1,
+            Filter::Id(_) => 2,
+            Filter::Status(_) => 3,
+        }
+    }
+
+    /// Every label filter matches, and of each other kind given, one does.
+    pub fn all_match(filters: &[Filter], c: &ContainerState) -> bool {
+        filters
+            .iter()
+            .filter(|f| f.kind() == 0)
+            .all(|f| f.matches(c))
+            && (1..=3).all(|kind| {
+                let of_kind: Vec<&Filter> = filters.iter().filter(|f| f.kind() == kind).collect();
+                of_kind.is_empty() || of_kind.iter().any(|f| f.matches(c))
+            })
+    }
 }
 
 /// `logs [-f]`: the container's captured output; with `follow`, keep

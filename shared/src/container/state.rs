@@ -97,6 +97,9 @@ pub struct ContainerState {
     /// `-v` volumes and `--tmpfs` mounts (`inspect`'s Mounts).
     #[serde(default)]
     pub mounts: Vec<RecordedMount>,
+    /// `--ulimit`s.
+    #[serde(default)]
+    pub ulimits: Vec<super::inside::Ulimit>,
 }
 
 /// The limits of a container as `inspect` shows them (docker's units).
@@ -294,6 +297,17 @@ pub fn parse_env(kv: &str) -> std::result::Result<String, String> {
             "{key:?} is not a variable name (KEY=VALUE, no white space, no leading -)"
         ))
     }
+}
+
+/// `--label KEY=VALUE` (or `KEY`, an empty value, as docker).
+pub fn parse_label(text: &str) -> std::result::Result<(String, String), String> {
+    let (key, value) = text.split_once('=').unwrap_or((text, ""));
+    if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{key:?} is not a label key (KEY=VALUE, no white space)"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 /// The user's environment: `--env-file` lines first, then `-e` flags.

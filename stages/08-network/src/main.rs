@@ -81,7 +81,7 @@ fn run(args: RunArgs) -> Result<Exit> {
     let id = id::generate()?;
     let hostname = args.options.hostname_or(&id)?;
     let stdin = args.options.stdin()?;
-    let (image, argv) = args.image.image_and_command()?;
+    let (image, argv) = args.container.image_and_command(&args.image)?;
     args.image.prepare_volumes()?;
     args.container.check(&args.options)?;
     args.network.check()?;
@@ -115,10 +115,12 @@ fn run(args: RunArgs) -> Result<Exit> {
         auto_remove: args.container.rm,
         limits: &limits,
         volumes: &args.image.volumes,
+        options: &args.container,
     });
     let mut reservation = record.create()?;
     let mut config = InitConfig::new(args.options.trace, hostname, argv);
     config.env = env;
+    args.container.configure(&mut config);
 
     // The cgroup exists, limits and all, before init exists.
     let hierarchy = Hierarchy::detect()?;
@@ -214,5 +216,6 @@ fn init() -> Result<Infallible> {
     mounts::mount_proc()?;
     mounts::mount_dev()?;
     mounts::mount_sys_readonly()?;
+    container::inside::prepare(&config)?;
     Ok(command::exec(&run, &config.command, &config.env)?)
 }

@@ -82,7 +82,7 @@ fn run(args: RunArgs) -> Result<Exit> {
     let id = id::generate()?;
     let hostname = args.options.hostname_or(&id)?;
     let stdin = args.options.stdin()?;
-    let (image, argv) = args.image.image_and_command()?;
+    let (image, argv) = args.container.image_and_command(&args.image)?;
     args.image.prepare_volumes()?;
     args.container.check(&args.options)?;
     args.network.check()?;
@@ -116,10 +116,12 @@ fn run(args: RunArgs) -> Result<Exit> {
         auto_remove: args.container.rm,
         limits: &limits,
         volumes: &args.image.volumes,
+        options: &args.container,
     });
     let mut reservation = record.create()?;
     let mut config = InitConfig::new(args.options.trace, hostname, argv);
     config.env = env;
+    args.container.configure(&mut config);
 
     // The cgroup exists, limits and all, before init exists.
     let hierarchy = Hierarchy::detect()?;
@@ -237,6 +239,9 @@ fn init() -> Result<Infallible> {
         masks::mask(&masks::MASKED)?;
         masks::read_only(&masks::READ_ONLY)?;
     }
+    // --tmpfs, --ulimit, -w: while the root is writable and init still
+    // holds every capability.
+    container::inside::prepare(&config)?;
     if hardening.read_only_root {
         security::make_root_read_only()?;
     }
