@@ -101,20 +101,29 @@ fn start(name: &str, flags: &[&str], command: &[&str]) -> String {
     start_on(STAGE, name, flags, command)
 }
 
-/// Follow the container's log until it prints `ready` (the container's
+/// Follow the container's log until it prints a line `ready` (the container's
 /// own word that it is set up); the `logs -f` process, which ends with it.
+// The caller waits for the returned child (it ends with the container).
+#[allow(clippy::zombie_processes)]
 fn said_ready(name: &str) -> std::process::Child {
     let mut logs = stage_process(STAGE)
         .args(["logs", "-f", name])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(logs.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
-    logs
+    let mut reader = BufReader::new(logs.stdout.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = logs.wait();
+            panic!("{name} ended before it said ready: {said}");
+        }
+        if line == "ready\n" {
+            return logs;
+        }
+        said.push_str(&line);
+    }
 }
 
 /// A shell line that starts `sleep 1000` in the background and says
@@ -626,7 +635,7 @@ fn workdir_is_made_and_entered(#[case] stage: &str, #[case] extra: &[&str]) {
         ),
         "/made/for/it\ndir\n"
     );
-    let c = name("workdir");
+    let c = name(&format!("workdir{}", minibox_tests::number(stage)));
     start(&c, &["--workdir", "/srv"], &["sleep", "1000"]);
     assert_eq!(inspect(&c)["Config"]["WorkingDir"], "/srv");
     fails(
@@ -808,7 +817,7 @@ fn ulimit_sets_the_commands_limits(#[case] stage: &str) {
     };
     assert_eq!(row("Max open files")[..2], ["100", "200"]);
     assert_eq!(row("Max core file size")[..2], ["unlimited", "unlimited"]);
-    let c = name("ulimited");
+    let c = name(&format!("ulimited{}", minibox_tests::number(stage)));
     start(&c, &["--ulimit", "nproc=50"], &["sleep", "1000"]);
     assert_eq!(
         inspect(&c)["HostConfig"]["Ulimits"],
@@ -819,4 +828,45 @@ fn ulimit_sets_the_commands_limits(#[case] stage: &str) {
         125,
         "above the hard limit",
     );
+}
+
+/// `logs --tail N` (`-n N`): only the last N lines; with `-f`, those and
+/// then what comes. `--tail all` is every line.
+#[test]
+fn logs_tail_prints_the_last_lines() {
+    require_root!();
+    let c = name("tailed");
+    start(
+        &c,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do echo line$i; done; echo ready; sleep 1000",
+        ],
+    );
+    let mut follower = said_ready(&c);
+    assert_eq!(ok(&["logs", "--tail", "2", &c]), "line5\nready\n");
+    assert_eq!(ok(&["logs", "-n", "1", &c]), "ready\n");
+    assert_eq!(ok(&["logs", "--tail", "0", &c]), "");
+    assert_eq!(ok(&["logs", "--tail", "all", &c]).lines().count(), 6);
+    let mut tail_follow = stage_process(STAGE)
+        .args(["logs", "-f", "--tail", "1", &c])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(tail_follow.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    ok(&["kill", &c]);
+    line.clear();
+    assert_eq!(
+        reader.read_line(&mut line).unwrap(),
+        0,
+        "ends with the container"
+    );
+    assert!(tail_follow.wait().unwrap().success());
+    assert!(follower.wait().unwrap().success());
+    fails(&["logs", "--tail", "some", &c], 125, "expected a number");
 }

@@ -186,6 +186,9 @@ pub enum Verb {
         /// Keep following until the container exits
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines ("all": every line)
+        #[arg(short = 'n', long, value_name = "N", default_value = "all", value_parser = parse_tail)]
+        tail: usize,
         container: String,
     },
     /// Run a command in a running container
@@ -333,9 +336,13 @@ impl Verb {
     pub fn execute(self, extensions: &[&dyn Extension]) -> Result<Exit> {
         match self {
             Verb::Ps { all, quiet, filter } => print!("{}", ps(all, quiet, &filter, extensions)),
-            Verb::Logs { follow, container } => {
+            Verb::Logs {
+                follow,
+                tail,
+                container,
+            } => {
                 let container = state::find(&container)?;
-                logs(&container, follow, &mut std::io::stdout())?;
+                logs(&container, follow, tail, &mut std::io::stdout())?;
             }
             Verb::Exec(args) => {
                 trace::start_as("exec", args.trace);
@@ -673,7 +680,12 @@ impl Filter {
 
 /// `logs [-f]`: the container's captured output; with `follow`, keep
 /// reading until the container has exited.
-pub fn logs(container: &ContainerState, follow: bool, out: &mut dyn Write) -> Result<()> {
+pub fn logs(
+    container: &ContainerState,
+    follow: bool,
+    tail: usize,
+    out: &mut dyn Write,
+) -> Result<()> {
     let path = state::log_path(&container.id);
     let mut file = File::open(&path).map_err(|_| {
         Error::Usage(format!(
@@ -681,6 +693,15 @@ pub fn logs(container: &ContainerState, follow: bool, out: &mut dyn Write) -> Re
             container.name
         ))
     })?;
+    if tail != usize::MAX {
+        // What is written so far, less all but its last `tail` lines; a
+        // follow goes on from its end.
+        let mut written = Vec::new();
+        file.read_to_end(&mut written)
+            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        out.write_all(last_lines(&written, tail))
+            .map_err(|e| Error::io("write stdout", e))?;
+    }
     let mut buf = [0u8; 64 * 1024];
     loop {
         let n = file
@@ -706,6 +727,32 @@ pub fn logs(container: &ContainerState, follow: bool, out: &mut dyn Write) -> Re
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `--tail`: a number of lines, or `all` (every line: `usize::MAX`).
+fn parse_tail(text: &str) -> std::result::Result<usize, String> {
+    match text {
+        "all" => Ok(usize::MAX),
+        n => n
+            .parse()
+            .map_err(|_| "expected a number of lines, or all".to_string()),
+    }
+}
+
+/// The last `n` lines of `text` (a last line without its newline counts).
+fn last_lines(text: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let start = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .map_or(0, |(i, _)| i + 1);
+    &text[start..]
 }
 
 /// `rm [-f]`: a stopped container's layer, record and log (with `-f`, stop
@@ -789,4 +836,34 @@ pub fn cleanup(cgroup_parent: &str, extensions: &[&dyn Extension]) -> Result<Str
     Ok(format!(
         "removed {containers} dead container(s), {cgroups} stale cgroup(s) under {cgroup_parent}, {layers} layer(s), {imports} unfinished import(s){extra}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(last_lines(b"a\nb\nc", 2), b"b\nc");
+        assert_eq!(last_lines(b"a\nb\n", 5), b"a\nb\n");
+        assert_eq!(last_lines(b"a\nb\n", 0), b"");
+        assert_eq!(parse_tail("all"), Ok(usize::MAX));
+        assert!(parse_tail("-1").is_err());
+    }
+
+    #[test]
+    fn filters_take_dockers_keys() {
+        assert_eq!(
+            Filter::parse("label=a=b=c"),
+            Ok(Filter::Label("a".into(), Some("b=c".into())))
+        );
+        assert_eq!(
+            Filter::parse("label=a"),
+            Ok(Filter::Label("a".into(), None))
+        );
+        assert!(Filter::parse("status=sleeping").is_err());
+        assert!(Filter::parse("colour=red").is_err());
+        assert!(Filter::parse("label").is_err());
+    }
 }
