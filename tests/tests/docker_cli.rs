@@ -870,3 +870,89 @@ fn logs_tail_prints_the_last_lines() {
     assert!(follower.wait().unwrap().success());
     fails(&["logs", "--tail", "some", &c], 125, "expected a number");
 }
+
+/// Seconds since the epoch of an RFC 3339 UTC time `logs -t` printed.
+fn epoch_of(stamp: &str) -> f64 {
+    let ok = stamp.len() == 30 && stamp.ends_with('Z') && &stamp[10..11] == "T";
+    assert!(ok, "not an RFC 3339 time: {stamp:?}");
+    let number = |range: std::ops::Range<usize>| -> i64 { stamp[range].parse().unwrap() };
+    let (y, m, d) = (number(0..4), number(5..7), number(8..10));
+    // Days from civil (Howard Hinnant), as the library's inverse.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + number(11..13) * 3600 + number(14..16) * 60 + number(17..19);
+    seconds as f64 + stamp[19..29].parse::<f64>().unwrap()
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// `logs -t`: each line with the time it was printed (RFC 3339, UTC, as
+/// docker), kept when the line was written, not when `logs` reads it: a
+/// line printed after a moment the test marks carries a later time than
+/// one printed before it. Plain `logs` is unchanged.
+#[test]
+fn logs_timestamps_are_the_times_lines_were_printed() {
+    require_root!();
+    let sync = tempfile::tempdir().unwrap();
+    let volume = format!("{}:/sync", sync.path().display());
+    let c = name("stamped");
+    let before = now();
+    start(
+        &c,
+        &["-v", &volume],
+        &[
+            "sh",
+            "-c",
+            "echo first; echo ready; until [ -e /sync/go ]; do :; done; echo second; sleep 1000",
+        ],
+    );
+    let mut follower = said_ready(&c);
+    let marked = now();
+    std::fs::write(sync.path().join("go"), "").unwrap();
+    let mut stamped = stage_process(STAGE)
+        .args(["logs", "-f", "-t", &c])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(stamped.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        lines.push(line);
+    }
+    ok(&["kill", &c]);
+    assert!(stamped.wait().unwrap().success());
+    // Its reader is gone: the line after `ready` made it fail (EPIPE).
+    let _ = follower.wait();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let split: Vec<(f64, &str)> = lines
+        .iter()
+        .map(|l| {
+            let (stamp, text) = l.split_once(' ').unwrap();
+            (epoch_of(stamp), text)
+        })
+        .collect();
+    assert_eq!(
+        split.iter().map(|(_, t)| *t).collect::<Vec<_>>(),
+        ["first\n", "ready\n", "second\n"]
+    );
+    assert!(before <= split[0].0 && split[0].0 <= marked, "{lines:?}");
+    assert!(split[1].0 <= marked, "{lines:?}");
+    assert!(marked <= split[2].0 && split[2].0 <= now(), "{lines:?}");
+    assert_eq!(ok(&["logs", &c]), "first\nready\nsecond\n");
+    let last = ok(&["logs", "-t", "--tail", "1", &c]);
+    assert_eq!(last, lines[2], "the tail keeps its time");
+}

@@ -12,6 +12,7 @@ pub mod detach;
 pub mod exec;
 pub mod inside;
 pub mod inspect;
+pub mod logging;
 pub mod state;
 pub mod stop;
 
@@ -127,6 +128,9 @@ impl ContainerState {
     /// The container ended: record how — or, with `--rm`, remove the
     /// record, the log and the layer.
     pub fn exited(&mut self, exit: Exit, oom_killed: bool) -> Result<()> {
+        // Everything the container printed is in its log before it is
+        // recorded as exited (`logs -f` stops at that).
+        logging::finish();
         let _lock = crate::lock::StateLock::acquire()?;
         self.adopt_changes();
         self.paused = false;
@@ -186,6 +190,9 @@ pub enum Verb {
         /// Keep following until the container exits
         #[arg(short, long)]
         follow: bool,
+        /// Put the time each line arrived in front of it (RFC 3339, UTC)
+        #[arg(short, long)]
+        timestamps: bool,
         /// Only the last N lines ("all": every line)
         #[arg(short = 'n', long, value_name = "N", default_value = "all", value_parser = parse_tail)]
         tail: usize,
@@ -338,11 +345,17 @@ impl Verb {
             Verb::Ps { all, quiet, filter } => print!("{}", ps(all, quiet, &filter, extensions)),
             Verb::Logs {
                 follow,
+                timestamps,
                 tail,
                 container,
             } => {
                 let container = state::find(&container)?;
-                logs(&container, follow, tail, &mut std::io::stdout())?;
+                let options = LogOptions {
+                    follow,
+                    timestamps,
+                    tail,
+                };
+                logs(&container, options, &mut std::io::stdout())?;
             }
             Verb::Exec(args) => {
                 trace::start_as("exec", args.trace);
@@ -680,12 +693,12 @@ impl Filter {
 
 /// `logs [-f]`: the container's captured output; with `follow`, keep
 /// reading until the container has exited.
-pub fn logs(
-    container: &ContainerState,
-    follow: bool,
-    tail: usize,
-    out: &mut dyn Write,
-) -> Result<()> {
+pub fn logs(container: &ContainerState, options: LogOptions, out: &mut dyn Write) -> Result<()> {
+    let LogOptions {
+        follow,
+        timestamps,
+        tail,
+    } = options;
     let path = state::log_path(&container.id);
     let mut file = File::open(&path).map_err(|_| {
         Error::Usage(format!(
@@ -693,15 +706,25 @@ pub fn logs(
             container.name
         ))
     })?;
+    let mut start = 0;
+    let mut first = Vec::new();
     if tail != usize::MAX {
         // What is written so far, less all but its last `tail` lines; a
         // follow goes on from its end.
-        let mut written = Vec::new();
-        file.read_to_end(&mut written)
+        file.read_to_end(&mut first)
             .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        out.write_all(last_lines(&written, tail))
-            .map_err(|e| Error::io("write stdout", e))?;
+        let kept = last_lines(&first, tail).len();
+        start = first.len() - kept;
+        first.drain(..start);
     }
+    let mut stamper = timestamps.then(|| logging::Stamper::new(&container.id, start as u64));
+    let mut out = Output {
+        out,
+        stamper: stamper.as_mut(),
+    };
+    let out = &mut out;
+    out.write_all(&first)
+        .map_err(|e| Error::io("write stdout", e))?;
     let mut buf = [0u8; 64 * 1024];
     loop {
         let n = file
@@ -726,6 +749,40 @@ pub fn logs(
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How `logs` shows the log.
+#[derive(Clone, Copy, Debug)]
+pub struct LogOptions {
+    /// Keep following until the container exits.
+    pub follow: bool,
+    /// Each line's time in front of it.
+    pub timestamps: bool,
+    /// Only the last lines (`usize::MAX`: all).
+    pub tail: usize,
+}
+
+/// stdout, through the stamper with `-t`.
+struct Output<'a> {
+    out: &'a mut dyn Write,
+    stamper: Option<&'a mut logging::Stamper>,
+}
+
+impl Write for Output<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self.stamper.as_mut() {
+            Some(stamper) => stamper.write(buf, self.out),
+            None => self.out.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 

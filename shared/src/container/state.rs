@@ -330,9 +330,11 @@ pub fn user_environment(flags: &[String], files: &[PathBuf]) -> Result<Vec<Strin
     Ok(env)
 }
 
-/// The log a detached container writes its stdout and stderr to (0600).
+/// What a detached container writes its stdout and stderr to: a pipe
+/// whose other end the monitor copies into the log (0600), with each
+/// line's time beside it (see [`super::logging`]).
 pub fn open_log(id: &str) -> Result<fs::File> {
-    paths::open_private_append(&log_path(id))
+    super::logging::open(id)
 }
 
 /// Change a container's record where others may change it too (`rename`,
