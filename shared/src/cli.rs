@@ -251,6 +251,9 @@ pub struct ContainerOptions {
     /// Mount a tmpfs: PATH[:OPTIONS] (default rw,noexec,nosuid,nodev; size=, mode=, …)
     #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]", value_parser = inside::Tmpfs::parse)]
     pub tmpfs: Vec<inside::Tmpfs>,
+    /// `start`: run the stopped container ID again, on its own layer
+    #[arg(long = "restart-of", value_name = "ID", hide = true, value_parser = parse_id)]
+    pub restart_of: Option<String>,
     /// Set a resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, …; -1: none)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = inside::Ulimit::parse)]
     pub ulimits: Vec<inside::Ulimit>,
@@ -291,6 +294,14 @@ impl ContainerOptions {
         }
     }
 
+    /// The container's id: a new one, or, for `start`, its own.
+    pub fn id(&self) -> Result<String, Error> {
+        match &self.restart_of {
+            Some(id) => Ok(id.clone()),
+            None => crate::id::generate(),
+        }
+    }
+
     /// What init does with these flags inside the new root (see
     /// [`crate::container::inside`]).
     pub fn configure(&self, config: &mut crate::config::InitConfig) {
@@ -310,6 +321,14 @@ impl ContainerOptions {
             ));
         }
         Ok(())
+    }
+}
+
+fn parse_id(text: &str) -> std::result::Result<String, String> {
+    if crate::id::is_valid(text) {
+        Ok(text.to_string())
+    } else {
+        Err("expected a container id (12 hex digits)".into())
     }
 }
 
@@ -408,8 +427,24 @@ impl SecurityOptions {
     }
 }
 
+/// The command line as typed, kept before anything hides a value in it
+/// (see [`crate::process::hide_in_argv`]): `start` runs a container again
+/// with the flags its `run` was given.
+static TYPED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// The arguments this process was started with (after the program name).
+pub fn typed_args() -> &'static [String] {
+    TYPED.get().map_or(&[], Vec::as_slice)
+}
+
 /// Parse the command line; a mistake is one line on stderr and exit 125.
 pub fn parse<C: Parser>() -> C {
+    let _ = TYPED.set(
+        std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    );
     match C::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

@@ -956,3 +956,70 @@ fn logs_timestamps_are_the_times_lines_were_printed() {
     let last = ok(&["logs", "-t", "--tail", "1", &c]);
     assert_eq!(last, lines[2], "the tail keeps its time");
 }
+
+/// `start` runs a stopped container again, on its own layer (what its
+/// first run wrote is still there), with its flags (`-e`, `-w`) and its
+/// current name, in the background (`logs`, `wait`); `start -a` in the
+/// foreground, the container's exit code passed through. On stage 07 and
+/// every later stage: each stage's own `run` does the work.
+#[rstest]
+#[case::stage_07("07-full")]
+#[case::stage_08("08-network")]
+#[case::stage_09("09-hardening")]
+fn start_runs_a_stopped_container_again_on_its_layer(#[case] stage: &'static str) {
+    require_root!();
+    let first = name_on(stage, &format!("startme{}", minibox_tests::number(stage)));
+    let renamed = name_on(stage, &format!("started{}", minibox_tests::number(stage)));
+    let script = "echo run $X $(pwd) $(cat /count 2>/dev/null); echo x >> /count; exit 3";
+    let mut args = vec!["run", "--trace", "off", "--name", &first];
+    if minibox_tests::number(stage) >= 8 {
+        args.extend(["--network", "none"]);
+    }
+    args.extend(["-e", "X=1", "-w", "/srv", "busybox", "sh", "-c", script]);
+    let out = cli_on(stage, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "run 1 /srv\n");
+    let created = inspect_on(stage, &first)["Created"].clone();
+    ok_on(stage, &["rename", &first, &renamed]);
+
+    assert_eq!(
+        ok_on(stage, &["start", "--trace", "off", &renamed]),
+        format!("{}\n", &*renamed)
+    );
+    assert_eq!(ok_on(stage, &["wait", &renamed]), "3\n");
+    assert_eq!(ok_on(stage, &["logs", &renamed]), "run 1 /srv x\n");
+
+    let out = cli_on(stage, &["start", "-a", "--trace", "off", &renamed]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "run 1 /srv x x\n");
+    let json = inspect_on(stage, &renamed);
+    assert_eq!(json["Name"], format!("/{}", &*renamed));
+    assert_eq!(json["Created"], created, "the same container");
+    assert_eq!(json["State"]["ExitCode"], 3);
+}
+
+/// `restart` stops a running container and starts it again: a new PID 1,
+/// running, the name printed. `start` of an unknown container fails (1);
+/// `start -a` of two at once is refused (125).
+#[test]
+fn restart_stops_and_starts_again() {
+    require_root!();
+    let c = name("restarted");
+    start(&c, &[], &["sleep", "1000"]);
+    let before = inspect(&c)["State"]["Pid"].as_i64().unwrap();
+    assert_eq!(
+        ok(&["restart", "-t", "0", "--trace", "off", &c]),
+        format!("{}\n", &*c)
+    );
+    let state = inspect(&c)["State"].clone();
+    assert_eq!(state["Status"], "running");
+    let after = state["Pid"].as_i64().unwrap();
+    assert_ne!(after, before, "a new PID 1");
+    assert_eq!(cmdline(after), "sleep 1000");
+    assert!(ps_row(&c).unwrap().contains(" Up "));
+    // start of a running container leaves it as it is.
+    assert_eq!(ok(&["start", "--trace", "off", &c]), format!("{}\n", &*c));
+    assert_eq!(inspect(&c)["State"]["Pid"], after);
+    fails(&["start", "no-such-box"], 1, "no such container");
+    fails(&["start", "-a", &c, &c], 125, "one container at a time");
+}

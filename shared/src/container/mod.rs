@@ -13,6 +13,7 @@ pub mod exec;
 pub mod inside;
 pub mod inspect;
 pub mod logging;
+pub mod start;
 pub mod state;
 pub mod stop;
 
@@ -46,18 +47,34 @@ pub struct NewContainer<'a> {
     pub auto_remove: bool,
     /// The cgroup limits (`inspect` shows them).
     pub limits: &'a crate::cgroups::Limits,
-    /// `-v` (`inspect` shows them as Mounts).
-    pub volumes: &'a [crate::volumes::Volume],
+    /// `-v` (`inspect` shows them as Mounts) and IMAGE COMMAND as typed
+    /// (`start` runs them again).
+    pub image_args: &'a crate::cli::ImageArgs,
     /// Stage 07's other flags: labels, `-w`, `--stop-signal`, `--tmpfs`, …
     pub options: &'a crate::cli::ContainerOptions,
 }
 
 impl ContainerState {
-    /// The record of a container being created.
+    /// The record of a container being created (or, for `start`, run
+    /// again: it keeps its name and creation time).
     pub fn new(new: NewContainer<'_>) -> ContainerState {
+        let before = new
+            .options
+            .restart_of
+            .as_ref()
+            .and_then(|id| state::load(id).ok());
+        let typed = crate::cli::typed_args();
+        let image_typed = new.image_args.args.len();
+        // `run FLAGS… IMAGE COMMAND…`: the flags are what lies between.
+        let flags = typed
+            .get(1..typed.len().saturating_sub(image_typed))
+            .unwrap_or_default();
         ContainerState {
             id: new.id.to_string(),
-            name: new.name.unwrap_or_else(|| new.id.to_string()),
+            name: before.as_ref().map_or_else(
+                || new.name.unwrap_or_else(|| new.id.to_string()),
+                |b| b.name.clone(),
+            ),
             image: new.image,
             command: new
                 .command
@@ -67,7 +84,7 @@ impl ContainerState {
             env: new.env,
             hostname: new.hostname.to_string(),
             lower: new.lower.to_path_buf(),
-            created: state::now(),
+            created: before.as_ref().map_or_else(state::now, |b| b.created),
             status: Status::Created,
             init: None,
             exit_code: None,
@@ -88,6 +105,7 @@ impl ContainerState {
             entrypoint: new.options.entrypoint.clone().filter(|e| !e.is_empty()),
             limits: state::RecordedLimits::of(new.limits),
             mounts: new
+                .image_args
                 .volumes
                 .iter()
                 .map(|v| state::RecordedMount {
@@ -104,6 +122,11 @@ impl ContainerState {
                 }))
                 .collect(),
             ulimits: new.options.ulimits.clone(),
+            run_flags: start::flags_to_keep(flags),
+            run_image: typed
+                .get(typed.len().saturating_sub(image_typed)..)
+                .unwrap_or_default()
+                .to_vec(),
         }
     }
 
@@ -290,6 +313,38 @@ pub enum Verb {
         all: bool,
         containers: Vec<String>,
     },
+    /// Run stopped containers again, on their own layers (in the background unless -a)
+    Start {
+        /// Run in the foreground: its output here, its exit code as this command's
+        #[arg(short, long)]
+        attach: bool,
+        #[arg(
+            long,
+            value_enum,
+            default_value_t,
+            env = "MINIBOX_TRACE",
+            value_name = "MODE"
+        )]
+        trace: TraceMode,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop containers (if they run), then start them again
+    Restart {
+        /// Seconds to wait for each to exit before SIGKILL [default: its --stop-timeout, or 10]
+        #[arg(short = 't', long = "time", value_name = "SECONDS")]
+        seconds: Option<u64>,
+        #[arg(
+            long,
+            value_enum,
+            default_value_t,
+            env = "MINIBOX_TRACE",
+            value_name = "MODE"
+        )]
+        trace: TraceMode,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Container commands grouped as docker groups them (`container prune`)
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -450,6 +505,34 @@ impl Verb {
                 let _ = std::io::stdout().flush();
                 std::thread::sleep(Duration::from_millis(500));
             },
+            Verb::Start {
+                attach,
+                trace: mode,
+                containers,
+            } => {
+                if attach && containers.len() > 1 {
+                    return Err(Error::Usage(
+                        "start -a attaches to one container at a time".into(),
+                    ));
+                }
+                for name in containers {
+                    let exit = start::start(&name, attach, mode).map_err(Error::failed)?;
+                    if attach {
+                        return Ok(exit);
+                    }
+                    println!("{name}");
+                }
+            }
+            Verb::Restart {
+                seconds,
+                trace: mode,
+                containers,
+            } => {
+                for name in containers {
+                    start::restart(&name, seconds, mode).map_err(Error::failed)?;
+                    println!("{name}");
+                }
+            }
             Verb::Container(ContainerCommand::Prune { force }) => {
                 if !force && !confirm(
                     "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ",

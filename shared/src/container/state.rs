@@ -100,6 +100,13 @@ pub struct ContainerState {
     /// `--ulimit`s.
     #[serde(default)]
     pub ulimits: Vec<super::inside::Ulimit>,
+    /// The flags `run` was given, less those `start` decides (`-d`, `-i`,
+    /// `-t`, `--rm`, `--trace`): `start` gives them to `run` again.
+    #[serde(default)]
+    pub run_flags: Vec<String>,
+    /// IMAGE COMMAND… as typed after the flags.
+    #[serde(default)]
+    pub run_image: Vec<String>,
 }
 
 /// The limits of a container as `inspect` shows them (docker's units).
@@ -201,6 +208,9 @@ impl ContainerState {
     pub fn create(&self) -> Result<Reservation> {
         crate::process::checkpoint()?;
         let _lock = StateLock::acquire()?;
+        if exists(&self.id) {
+            return self.create_again();
+        }
         for other in list() {
             if let Entry::Ok(other) = other {
                 if other.name == self.name || other.id == self.name || other.name == self.id {
@@ -217,7 +227,33 @@ impl ContainerState {
             format!("mkdir({:?}, 0700)", dir.display().to_string()),
             nix::unistd::mkdir(&dir, nix::sys::stat::Mode::from_bits_truncate(0o700)),
         )?;
-        let reservation = Reservation { dir, kept: false };
+        let reservation = Reservation {
+            dir,
+            kept: false,
+            before: None,
+        };
+        self.save()?;
+        Ok(reservation)
+    }
+
+    /// `start`: the record of a stopped container becomes this one. If the
+    /// run fails before the container starts, the old record comes back.
+    fn create_again(&self) -> Result<Reservation> {
+        let before = load(&self.id)?;
+        if matches!(before.condition(), Condition::Running | Condition::Starting) {
+            return Err(Error::Usage(format!(
+                "container {} is running already",
+                before.name
+            )));
+        }
+        let path = state_path(&self.id);
+        let bytes =
+            fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let reservation = Reservation {
+            dir: container_dir(&self.id),
+            kept: false,
+            before: Some(bytes),
+        };
         self.save()?;
         Ok(reservation)
     }
@@ -249,6 +285,8 @@ impl ContainerState {
 pub struct Reservation {
     dir: PathBuf,
     kept: bool,
+    /// `start`: the record as it was, to put back.
+    before: Option<Vec<u8>>,
 }
 
 impl Reservation {
@@ -259,8 +297,14 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if !self.kept {
-            let _ = fs::remove_dir_all(&self.dir);
+        match (&self.before, self.kept) {
+            (_, true) => {}
+            (None, false) => {
+                let _ = fs::remove_dir_all(&self.dir);
+            }
+            (Some(before), false) => {
+                let _ = paths::write_atomic(&self.dir.join("state.json"), before, false);
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ use minibox::layer::{self, Layer};
 use minibox::lock::ContainerLock;
 use minibox::process::{self, Exit, Spawn};
 use minibox::sync::RunLink;
-use minibox::{command, id, mounts, namespaces, rootfs, trace};
+use minibox::{command, mounts, namespaces, rootfs, trace};
 use std::convert::Infallible;
 use std::process::ExitCode;
 
@@ -65,7 +65,7 @@ fn run(args: RunArgs) -> Result<Exit> {
     args.container.hide_values()?;
     process::catch_signals();
     let limits = args.resources.limits()?;
-    let id = id::generate()?;
+    let id = args.container.id()?;
     let hostname = args.options.hostname_or(&id)?;
     let stdin = args.options.stdin()?;
     let (image, argv) = args.container.image_and_command(&args.image)?;
@@ -100,7 +100,7 @@ fn run(args: RunArgs) -> Result<Exit> {
         cgroup_parent: &args.resources.cgroup_parent,
         auto_remove: args.container.rm,
         limits: &limits,
-        volumes: &args.image.volumes,
+        image_args: &args.image,
         options: &args.container,
     });
     let mut reservation = record.create()?;

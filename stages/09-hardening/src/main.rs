@@ -23,7 +23,7 @@ use minibox::network::{self, Plan};
 use minibox::process::{self, Exit, Spawn};
 use minibox::security::{self, caps, masks, users};
 use minibox::sync::RunLink;
-use minibox::{command, id, mounts, namespaces, rootfs, trace, volumes};
+use minibox::{command, mounts, namespaces, rootfs, trace, volumes};
 use std::convert::Infallible;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
@@ -79,7 +79,7 @@ fn run(args: RunArgs) -> Result<Exit> {
     args.container.hide_values()?;
     process::catch_signals();
     let limits = args.resources.limits()?;
-    let id = id::generate()?;
+    let id = args.container.id()?;
     let hostname = args.options.hostname_or(&id)?;
     let stdin = args.options.stdin()?;
     let (image, argv) = args.container.image_and_command(&args.image)?;
@@ -115,7 +115,7 @@ fn run(args: RunArgs) -> Result<Exit> {
         cgroup_parent: &args.resources.cgroup_parent,
         auto_remove: args.container.rm,
         limits: &limits,
-        volumes: &args.image.volumes,
+        image_args: &args.image,
         options: &args.container,
     });
     let mut reservation = record.create()?;
