@@ -1023,3 +1023,106 @@ fn restart_stops_and_starts_again() {
     fails(&["start", "no-such-box"], 1, "no such container");
     fails(&["start", "-a", &c, &c], 125, "one container at a time");
 }
+
+/// The busybox rootfs as a tarball (what `docker export` would give).
+fn busybox_tarball() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let mut builder = tar::Builder::new(std::fs::File::create(file.path()).unwrap());
+    builder.follow_symlinks(false);
+    builder
+        .append_dir_all(".", minibox_tests::default_rootfs())
+        .unwrap();
+    builder.finish().unwrap();
+    file
+}
+
+/// `images`' row for REPOSITORY and TAG: [repository, tag, id, …].
+fn image_row(repository: &str, tag: &str) -> Option<Vec<String>> {
+    ok(&["images"]).lines().find_map(|l| {
+        let cells: Vec<String> = l.split_whitespace().map(String::from).collect();
+        (cells.first().map(String::as_str) == Some(repository)
+            && cells.get(1).map(String::as_str) == Some(tag))
+        .then_some(cells)
+    })
+}
+
+/// `image import FILE|- [REPOSITORY[:TAG]]` in docker's order (stdin too,
+/// printing the new id), the older NAME TARBALL order still; `images` is
+/// docker's table; `image tag` gives an image another name, `image rm` of
+/// one name leaves the others working; an image runs by name:tag or id.
+#[test]
+fn images_have_tags_and_import_takes_dockers_order() {
+    require_root!();
+    let tarball = busybox_tarball();
+    let file = tarball.path().to_str().unwrap();
+    let repo = format!("tagged{}", std::process::id());
+    let v1 = format!("{repo}:v1");
+    let out = ok(&["image", "import", file, &v1]);
+    let id = out.trim().to_string();
+    assert!(
+        id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "import prints the id: {out:?}"
+    );
+    let header = ok(&["images"]).lines().next().unwrap().to_string();
+    for column in ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert_eq!(image_row(&repo, "v1").unwrap()[2], id);
+    assert!(image_row(&repo, "latest").is_none(), "no tag but v1");
+
+    let from_stdin = stage_command(STAGE)
+        .args(["image", "import", "-", &format!("{repo}:v2")])
+        .write_stdin(std::fs::read(tarball.path()).unwrap())
+        .output()
+        .unwrap();
+    assert!(from_stdin.status.success(), "{}", stderr(&from_stdin));
+    assert!(image_row(&repo, "v2").is_some());
+
+    let run_image = |image: &str| {
+        let out = cli(&["run", "--rm", "--trace", "off", image, "echo", "ran"]);
+        assert!(out.status.success(), "{image}: {}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(run_image(&v1), "ran\n");
+    assert_eq!(run_image(&id), "ran\n", "by id");
+    fails(&["run", "--rm", &repo, "true"], 125, "not found");
+
+    let other = format!("other{}", std::process::id());
+    assert_eq!(ok(&["image", "tag", &v1, &other]), "");
+    assert_eq!(
+        image_row(&other, "latest").unwrap()[2],
+        id,
+        "the same image"
+    );
+    assert_eq!(ok(&["image", "rm", &v1]), format!("Untagged: {v1}\n"));
+    assert!(image_row(&repo, "v1").is_none());
+    assert_eq!(run_image(&other), "ran\n", "its other name still runs");
+    fails(&["image", "tag", "nosuchimage", "x"], 1, "not found");
+
+    // Without a name: <none>, removed by its id.
+    let unnamed = ok(&["image", "import", file]).trim().to_string();
+    let row = ok(&["images"])
+        .lines()
+        .find(|l| l.contains(&unnamed))
+        .map(String::from)
+        .unwrap();
+    assert!(row.starts_with("<none>"), "{row}");
+    ok(&["image", "rm", &unnamed]);
+
+    // minibox's older order still works.
+    let old = format!("old{}", std::process::id());
+    assert!(ok(&["image", "import", &old, file]).starts_with(&format!("imported {old}: ")));
+
+    // Not a tarball on stdin: one line, once.
+    let out = stage_command(STAGE)
+        .args(["image", "import", "-", "junk"])
+        .write_stdin("not a tarball, just text\n".repeat(40))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("stdin is not a tar archive"));
+    for image in [other, old, format!("{repo}:v2")] {
+        ok(&["image", "rm", &image]);
+    }
+}
