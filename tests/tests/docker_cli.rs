@@ -1126,3 +1126,35 @@ fn images_have_tags_and_import_takes_dockers_order() {
         ok(&["image", "rm", &image]);
     }
 }
+
+/// `start` gives `run` its flags again from the directory `run` was typed
+/// in: a relative `--env-file` means the same file.
+#[test]
+fn start_reads_relative_paths_where_run_did() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vars"), "FROM_FILE=here\n").unwrap();
+    let c = name("relative");
+    let out = stage_command(STAGE)
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--trace",
+            "off",
+            "--name",
+            &c,
+            "--env-file",
+            "vars",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $FROM_FILE",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "here\n");
+    let out = cli(&["start", "-a", "--trace", "off", &c]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "here\n");
+}

@@ -123,6 +123,10 @@ impl ContainerState {
                 .collect(),
             ulimits: new.options.ulimits.clone(),
             run_flags: start::flags_to_keep(flags),
+            run_dir: match &before {
+                Some(before) => before.run_dir.clone(),
+                None => std::env::current_dir().ok(),
+            },
             run_image: typed
                 .get(typed.len().saturating_sub(image_typed)..)
                 .unwrap_or_default()

@@ -104,6 +104,9 @@ fn run_again(container: &ContainerState, attach: bool, trace: TraceMode) -> Comm
         .args(&container.run_image)
         .env("MINIBOX_CGROUP_PARENT", &container.cgroup_parent)
         .stdin(Stdio::null());
+    if let Some(dir) = container.run_dir.as_ref().filter(|d| d.is_dir()) {
+        command.current_dir(dir);
+    }
     command
 }
 

@@ -107,6 +107,10 @@ pub struct ContainerState {
     /// IMAGE COMMAND… as typed after the flags.
     #[serde(default)]
     pub run_image: Vec<String>,
+    /// The directory `run` was typed in: relative paths in its flags
+    /// (`-v ./data:/data`, `--env-file`) mean the same to `start`.
+    #[serde(default)]
+    pub run_dir: Option<PathBuf>,
 }
 
 /// The limits of a container as `inspect` shows them (docker's units).
