@@ -527,6 +527,12 @@ fn pause_freezes_and_unpause_thaws() {
     assert_eq!(state["Running"], true);
     fails(&["exec", &c, "true"], 125, "is paused");
     fails(&["pause", &c], 1, "already paused");
+    // commit of a paused container leaves it paused (commit thaws only
+    // what it froze itself).
+    let image = format!("pausedimage{}", std::process::id());
+    ok(&["commit", "--trace", "off", &c, &image]);
+    assert!(is_frozen(&id), "still paused after commit");
+    ok(&["image", "rm", &image]);
 
     assert_eq!(ok(&["unpause", &c]), format!("{}\n", &*c));
     assert!(!is_frozen(&id));
