@@ -150,12 +150,17 @@ fn relay(pending: Pending) {
             }
             at_line_start = *byte == b'\n';
         }
-        // The times first: a reader that sees a line finds its time.
+        // The times first: a reader that sees a line finds its time. A
+        // write that fails (a full disk) loses that output, as a log file
+        // written directly would; the pipe is still drained, or the
+        // container would block on a full pipe.
         let _ = times.write_all(starts.as_bytes());
-        if log.write_all(&buf[..n]).is_err() {
-            return;
+        if log.write_all(&buf[..n]).is_ok() {
+            offset += n as u64;
+        } else {
+            offset = log.metadata().map_or(offset, |m| m.len());
+            at_line_start = true;
         }
-        offset += n as u64;
     }
 }
 
