@@ -12,7 +12,7 @@
 //! | [`SecurityOptions`] | 09    | `--privileged`, `--cap-add`, `-u`, …         |
 
 use crate::cgroups::{self, limits, Limits};
-use crate::container::state;
+use crate::container::{inside, state};
 use crate::error::{Error, EXIT_MINIBOX_FAILED};
 use crate::process::{Exit, Stdin};
 use crate::trace::{self, TraceMode};
@@ -176,21 +176,26 @@ pub struct ImageArgs {
 impl ImageArgs {
     /// The image's root filesystem and the command (`sh` if none).
     pub fn image_and_command(&self) -> Result<(PathBuf, Vec<OsString>), Error> {
-        let (lower, command) = match &self.rootfs {
-            Some(dir) => (rootfs::resolve(Some(dir))?, self.args.clone()),
-            None => {
-                let Some((name, command)) = self.args.split_first() else {
-                    return Err(Error::Usage("an IMAGE is needed (or --rootfs DIR)".into()));
-                };
-                (image::resolve(&name.to_string_lossy())?, command.to_vec())
-            }
-        };
+        let (lower, command) = self.image_and_arguments()?;
         let command = if command.is_empty() {
             vec!["sh".into()]
         } else {
             command
         };
         Ok((lower, command))
+    }
+
+    /// The image's root filesystem and what follows it (maybe nothing).
+    pub fn image_and_arguments(&self) -> Result<(PathBuf, Vec<OsString>), Error> {
+        match &self.rootfs {
+            Some(dir) => Ok((rootfs::resolve(Some(dir))?, self.args.clone())),
+            None => {
+                let Some((name, command)) = self.args.split_first() else {
+                    return Err(Error::Usage("an IMAGE is needed (or --rootfs DIR)".into()));
+                };
+                Ok((image::resolve(&name.to_string_lossy())?, command.to_vec()))
+            }
+        }
     }
 
     /// What `ps` shows as the image: its name, or the --rootfs directory.
@@ -228,6 +233,30 @@ pub struct ContainerOptions {
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Working directory inside the container (made if missing)
+    #[arg(short = 'w', long = "workdir", value_name = "DIR", value_parser = inside::parse_workdir)]
+    pub workdir: Option<PathBuf>,
+    /// Run PROGRAM with the command's arguments (the image has no entrypoint of its own)
+    #[arg(long, value_name = "PROGRAM")]
+    pub entrypoint: Option<String>,
+    /// The signal `stop` sends first [default: SIGTERM]
+    #[arg(long = "stop-signal", value_name = "SIGNAL", value_parser = crate::container::stop::parse_stop_signal)]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL [default: 10]
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Set a label: KEY=VALUE or KEY (repeatable; `ps --filter label=KEY`)
+    #[arg(short = 'l', long = "label", value_name = "KEY[=VALUE]", value_parser = state::parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Mount a tmpfs: PATH[:OPTIONS] (default rw,noexec,nosuid,nodev; size=, mode=, …)
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]", value_parser = inside::Tmpfs::parse)]
+    pub tmpfs: Vec<inside::Tmpfs>,
+    /// `start`: run the stopped container ID again, on its own layer
+    #[arg(long = "restart-of", value_name = "ID", hide = true, value_parser = parse_id)]
+    pub restart_of: Option<String>,
+    /// Set a resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, …; -1: none)
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = inside::Ulimit::parse)]
+    pub ulimits: Vec<inside::Ulimit>,
 }
 
 impl ContainerOptions {
@@ -250,6 +279,40 @@ impl ContainerOptions {
         Ok(())
     }
 
+    /// The image's root and the command: with `--entrypoint`, that program
+    /// with the arguments after IMAGE; else those (or `sh`).
+    pub fn image_and_command(&self, image: &ImageArgs) -> Result<(PathBuf, Vec<OsString>), Error> {
+        match self.entrypoint.as_deref() {
+            // docker: an empty --entrypoint resets it.
+            None | Some("") => image.image_and_command(),
+            Some(program) => {
+                let (lower, arguments) = image.image_and_arguments()?;
+                let mut command = vec![OsString::from(program)];
+                command.extend(arguments);
+                Ok((lower, command))
+            }
+        }
+    }
+
+    /// The container's id: a new one, or, for `start`, its own.
+    pub fn id(&self) -> Result<String, Error> {
+        match &self.restart_of {
+            Some(id) => Ok(id.clone()),
+            None => crate::id::generate(),
+        }
+    }
+
+    /// What init does with these flags inside the new root (see
+    /// [`crate::container::inside`]).
+    pub fn configure(&self, config: &mut crate::config::InitConfig) {
+        config.workdir = self
+            .workdir
+            .clone()
+            .filter(|d| d != std::path::Path::new("/"));
+        config.tmpfs = self.tmpfs.clone();
+        config.ulimits = self.ulimits.clone();
+    }
+
     /// `-d` runs in the background: it does not mix with `-i` or `-t`.
     pub fn check(&self, run: &RunOptions) -> Result<(), Error> {
         if self.detach && (run.stdio.tty || run.stdio.interactive) {
@@ -258,6 +321,14 @@ impl ContainerOptions {
             ));
         }
         Ok(())
+    }
+}
+
+fn parse_id(text: &str) -> std::result::Result<String, String> {
+    if crate::id::is_valid(text) {
+        Ok(text.to_string())
+    } else {
+        Err("expected a container id (12 hex digits)".into())
     }
 }
 
@@ -356,8 +427,24 @@ impl SecurityOptions {
     }
 }
 
+/// The command line as typed, kept before anything hides a value in it
+/// (see [`crate::process::hide_in_argv`]): `start` runs a container again
+/// with the flags its `run` was given.
+static TYPED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// The arguments this process was started with (after the program name).
+pub fn typed_args() -> &'static [String] {
+    TYPED.get().map_or(&[], Vec::as_slice)
+}
+
 /// Parse the command line; a mistake is one line on stderr and exit 125.
 pub fn parse<C: Parser>() -> C {
+    let _ = TYPED.set(
+        std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    );
     match C::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

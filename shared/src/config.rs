@@ -71,6 +71,15 @@ pub struct InitConfig {
     /// 09: capabilities, masks, user, … (`None`: stages 01–08's full root).
     #[serde(default)]
     pub hardening: Option<crate::security::Hardening>,
+    /// 07: `-w`: the command's working directory, made if missing.
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    /// 07: `--tmpfs` mounts.
+    #[serde(default)]
+    pub tmpfs: Vec<crate::container::inside::Tmpfs>,
+    /// 07: `--ulimit`s.
+    #[serde(default)]
+    pub ulimits: Vec<crate::container::inside::Ulimit>,
 }
 
 /// Where a container's overlay lives (see [`crate::layer`]).

@@ -25,6 +25,11 @@ pub const EXIT_CANNOT_EXECUTE: u8 = 126;
 /// The command was not found (`127`, as in POSIX shells).
 pub const EXIT_NOT_FOUND: u8 = 127;
 
+/// A verb whose action failed (docker's `1`: `kill` of a stopped
+/// container, `inspect` of an unknown one). The verbs of issue 16 use it;
+/// the older verbs still answer 125.
+pub const EXIT_ACTION_FAILED: u8 = 1;
+
 /// Killed by SIGKILL (128 + 9): what an OOM kill looks like.
 pub const EXIT_OOM_KILLED: u8 = 137;
 
@@ -97,6 +102,17 @@ pub enum Error {
     #[error("container {0} is running: stop it first, or use rm -f")]
     StillRunning(String),
 
+    #[error("container {0} is paused: unpause it first")]
+    Paused(String),
+
+    #[error("container {0} is not paused")]
+    NotPaused(String),
+
+    /// What a verb was asked to do failed (docker's exit 1); the message
+    /// is the cause's own.
+    #[error(transparent)]
+    Failed(Box<Error>),
+
     #[error("container {0} is still starting: try again when `ps` shows it running")]
     StillStarting(String),
 
@@ -135,6 +151,15 @@ impl Error {
         }
     }
 
+    /// The same error as a failed action (exit 1, docker's rule for a verb
+    /// that could not do what it was asked).
+    pub fn failed(self) -> Error {
+        match self {
+            Error::Failed(_) => self,
+            other => Error::Failed(Box::new(other)),
+        }
+    }
+
     /// The process exit code this error stands for.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -142,6 +167,7 @@ impl Error {
             Error::CannotExecute(_) => EXIT_CANNOT_EXECUTE,
             Error::Init { exit_code, .. } => *exit_code,
             Error::OutOfMemory { .. } => EXIT_OOM_KILLED,
+            Error::Failed(_) => EXIT_ACTION_FAILED,
             Error::Interrupted(signal) => 128u8.wrapping_add(*signal as i32 as u8),
             _ => EXIT_MINIBOX_FAILED,
         }

@@ -22,34 +22,121 @@ pub fn images_dir() -> PathBuf {
     paths::state_root().join("images")
 }
 
-/// Image names: lowercase letters, digits, `.`, `_`, `-`; at most 64.
-pub fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        && !name.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "invalid image name {name:?}: use lowercase letters, digits, '.', '_' and '-'"
-        )))
+/// An image's name, docker's `REPOSITORY[:TAG]`: the repository in
+/// lowercase letters, digits, `.`, `_`, `-` (at most 64), the tag in
+/// letters, digits, `.`, `_`, `-` (at most 128) [default: latest].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageRef {
+    pub repository: String,
+    pub tag: String,
+}
+
+/// The tag of an image named without one.
+pub const DEFAULT_TAG: &str = "latest";
+
+impl ImageRef {
+    pub fn parse(text: &str) -> Result<ImageRef> {
+        let (repository, tag) = text.split_once(':').unwrap_or((text, DEFAULT_TAG));
+        let repository_ok = !repository.is_empty()
+            && repository.len() <= 64
+            && repository
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && !repository.starts_with('.');
+        let tag_ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && !tag.starts_with(['.', '-']);
+        if repository_ok && tag_ok {
+            Ok(ImageRef {
+                repository: repository.to_string(),
+                tag: tag.to_string(),
+            })
+        } else {
+            Err(Error::Usage(format!(
+                "invalid image name {text:?}: REPOSITORY[:TAG], the repository in lowercase letters, digits, '.', '_' and '-'"
+            )))
+        }
+    }
+
+    /// Its directory under `images/`: the repository alone for `latest`
+    /// (as every image was named before tags), `REPOSITORY:TAG` otherwise.
+    pub fn dir_name(&self) -> String {
+        if self.tag == DEFAULT_TAG {
+            self.repository.clone()
+        } else {
+            format!("{}:{}", self.repository, self.tag)
+        }
+    }
+
+    /// The directory's name back as a reference.
+    fn of_dir(name: &str) -> Option<ImageRef> {
+        ImageRef::parse(name).ok()
     }
 }
 
-/// The root filesystem of image `name`.
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.repository, self.tag)
+    }
+}
+
+/// Image names: `REPOSITORY[:TAG]` (see [`ImageRef`]).
+pub fn validate_name(name: &str) -> Result<()> {
+    ImageRef::parse(name).map(drop)
+}
+
+/// The directory of image `name` (a tag made by `image tag` is a symbolic
+/// link to the directory it names; this is where the link leads).
+fn image_dir(name: &str) -> Result<Option<PathBuf>> {
+    let dir = images_dir().join(ImageRef::parse(name)?.dir_name());
+    match fs::read_link(&dir) {
+        Ok(target) => Ok(Some(images_dir().join(target))),
+        Err(_) if dir.is_dir() => Ok(Some(dir)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The image whose id is `id` or starts with it (at least 4 hex digits).
+fn dir_of_id(id: &str) -> Option<PathBuf> {
+    if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let matches: Vec<PathBuf> = list()
+        .into_iter()
+        .map(|name| images_dir().join(name))
+        .filter(|dir| !dir.is_symlink())
+        .filter(|dir| image_id(dir).is_some_and(|i| i.starts_with(id)))
+        .collect();
+    match matches.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// The id an import gave the image (`images/DIR/id`).
+fn image_id(dir: &Path) -> Option<String> {
+    fs::read_to_string(dir.join("id"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The root filesystem of image `name` (`REPOSITORY[:TAG]`, or an image id).
 pub fn resolve(name: &str) -> Result<PathBuf> {
-    validate_name(name)?;
-    let dir = images_dir().join(name).join("rootfs");
-    let found = if dir.is_dir() {
-        dir
-    } else if name == DEFAULT_IMAGE {
-        rootfs::resolve(None)?
-    } else {
-        return Err(Error::NoSuchImage(name.to_string()));
+    let found = match (image_dir(name), dir_of_id(name)) {
+        (Ok(Some(dir)), _) => dir.join("rootfs"),
+        (_, Some(dir)) => dir.join("rootfs"),
+        (Ok(None), None) if ImageRef::parse(name)?.dir_name() == DEFAULT_IMAGE => {
+            rootfs::resolve(None)?
+        }
+        (Ok(None), None) => return Err(Error::NoSuchImage(name.to_string())),
+        (Err(err), None) => return Err(err),
     };
+    if !found.is_dir() {
+        return Err(Error::NoSuchImage(name.to_string()));
+    }
     trace::note(format!("image {name:?}"), Some(found.display().to_string()));
     Ok(found)
 }
@@ -57,6 +144,8 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
 /// What an import did.
 #[derive(Debug, Default)]
 pub struct Imported {
+    /// The image's id (12 hex digits, as `images` shows it).
+    pub id: String,
     pub entries: usize,
     /// Device nodes and FIFOs the tarball held, which were not created.
     pub skipped: Vec<String>,
@@ -65,6 +154,9 @@ pub struct Imported {
 /// Import the tarball at `path` as image `name`.
 pub fn import(name: &str, path: &Path) -> Result<Imported> {
     validate_name(name)?;
+    if path == Path::new("-") {
+        return import_from(name, std::io::stdin().lock(), "stdin");
+    }
     let file =
         fs::File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
     import_from(name, file, &path.display().to_string())
@@ -76,10 +168,11 @@ pub fn import(name: &str, path: &Path) -> Result<Imported> {
 /// leaves nothing, and a killed one leaves a staging directory whose lock
 /// is free, which [`remove_stale_imports`] removes.
 pub fn import_from(name: &str, reader: impl std::io::Read, what: &str) -> Result<Imported> {
-    validate_name(name)?;
+    let dir_name = ImageRef::parse(name)?.dir_name();
+    let name = dir_name.as_str();
     let images = paths::state_dir("images")?;
     let final_dir = images.join(name);
-    if final_dir.exists() {
+    if final_dir.exists() || final_dir.is_symlink() {
         return Err(Error::Usage(format!(
             "image {name:?} exists: remove it first with `image rm {name}`"
         )));
@@ -90,7 +183,14 @@ pub fn import_from(name: &str, reader: impl std::io::Read, what: &str) -> Result
     let result = (|| {
         // The image's root must be traversable by every user in a container.
         paths::ensure_dir(&staging.join("rootfs"), 0o755)?;
-        let imported = extract(reader, &staging.join("rootfs"), what)?;
+        let mut imported = extract(reader, &staging.join("rootfs"), what)?;
+        // An image imported without a name is named by its id.
+        let id = match crate::id::is_valid(name) {
+            true => name.to_string(),
+            false => crate::id::generate()?,
+        };
+        paths::write_atomic(&staging.join("id"), format!("{id}\n").as_bytes(), false)?;
+        imported.id = id;
         fs::rename(&staging, &final_dir)
             .map_err(|e| Error::io(format!("rename into {}", final_dir.display()), e))?;
         Ok(imported)
@@ -222,11 +322,27 @@ pub fn list() -> Vec<String> {
     names
 }
 
-/// Remove image `name`. `used_by` names a container whose layer still
-/// rests on the image's root, if any (stage 07 knows its containers).
+/// Remove image `name` (`REPOSITORY[:TAG]`, or an image id). A tag made
+/// by `image tag` goes alone; the image's files go with its last name.
+/// `used_by` names a container whose layer still rests on the image's
+/// root, if any (stage 07 knows its containers).
 pub fn remove(name: &str, used_by: impl Fn(&Path) -> Option<String>) -> Result<()> {
-    validate_name(name)?;
-    let dir = images_dir().join(name);
+    let images = images_dir();
+    let dir = match (ImageRef::parse(name), dir_of_id(name)) {
+        (Ok(reference), by_id) => {
+            let dir = images.join(reference.dir_name());
+            match by_id {
+                Some(by_id) if !dir.exists() && !dir.is_symlink() => by_id,
+                _ => dir,
+            }
+        }
+        (Err(_), Some(dir)) => dir,
+        (Err(err), None) => return Err(err),
+    };
+    if dir.is_symlink() {
+        return fs::remove_file(&dir)
+            .map_err(|e| Error::io(format!("remove {}", dir.display()), e));
+    }
     if !dir.exists() {
         return Err(Error::NoSuchImage(name.to_string()));
     }
@@ -236,26 +352,208 @@ pub fn remove(name: &str, used_by: impl Fn(&Path) -> Option<String>) -> Result<(
             container,
         });
     }
+    // Other names of it: the first takes its files, the rest follow it.
+    let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let aliases: Vec<PathBuf> = list()
+        .into_iter()
+        .map(|n| images.join(n))
+        .filter(|a| {
+            fs::read_link(a)
+                .ok()
+                .is_some_and(|t| t.to_string_lossy() == dir_name.as_deref().unwrap_or_default())
+        })
+        .collect();
+    if let Some((heir, rest)) = aliases.split_first() {
+        fs::remove_file(heir).map_err(|e| Error::io(format!("remove {}", heir.display()), e))?;
+        fs::rename(&dir, heir)
+            .map_err(|e| Error::io(format!("rename into {}", heir.display()), e))?;
+        for alias in rest {
+            let heir_name = heir.file_name().unwrap_or_default();
+            let _ = fs::remove_file(alias);
+            std::os::unix::fs::symlink(heir_name, alias)
+                .map_err(|e| Error::io(format!("link {}", alias.display()), e))?;
+        }
+        return Ok(());
+    }
     fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove {}", dir.display()), e))
 }
 
-/// `image import|ls|rm`, as stages 06 and 07 offer it.
+/// `image tag SOURCE TARGET`: TARGET names SOURCE's image too (a symbolic
+/// link beside it); a TARGET that named another image is moved, as docker
+/// moves a tag.
+pub fn tag(source: &str, target: &str) -> Result<()> {
+    let source_dir = match image_dir(source)? {
+        Some(dir) => dir,
+        None => dir_of_id(source).ok_or_else(|| Error::NoSuchImage(source.to_string()))?,
+    };
+    let target_ref = ImageRef::parse(target)?;
+    let images = paths::state_dir("images")?;
+    let link = images.join(target_ref.dir_name());
+    let source_name = source_dir
+        .file_name()
+        .ok_or_else(|| Error::NoSuchImage(source.to_string()))?;
+    if link.file_name() == Some(source_name) {
+        return Ok(());
+    }
+    if link.exists() && !link.is_symlink() {
+        return Err(Error::Usage(format!(
+            "{target_ref} is an image of its own: remove it first with `image rm {target}`"
+        )));
+    }
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(source_name, &link)
+        .map_err(|e| Error::io(format!("link {}", link.display()), e))
+}
+
+/// Bytes of the regular files under `dir` (symlinks not followed).
+fn disk_usage(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => disk_usage(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// docker's sizes in `images`: `4.2MB`, four digits at most (powers of
+/// 1000, as docker's go-units).
+fn decimal_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let digits = match value {
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    let mut text = format!("{value:.digits$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text}{}", UNITS[unit])
+}
+
+/// `images`: docker's table, REPOSITORY TAG IMAGE ID CREATED SIZE. The
+/// busybox image every stage has comes first; an image imported without a
+/// name shows as `<none>`.
+pub fn table() -> String {
+    let now = crate::container::state::now();
+    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from)];
+    let images = images_dir();
+    let names = list();
+    if !names.iter().any(|n| n == DEFAULT_IMAGE) {
+        if let Ok(rootfs) = rootfs::resolve(None) {
+            rows.push([
+                DEFAULT_IMAGE.into(),
+                DEFAULT_TAG.into(),
+                "-".into(),
+                "-".into(),
+                decimal_size(disk_usage(&rootfs)),
+            ]);
+        }
+    }
+    for name in names {
+        let Some(reference) = ImageRef::of_dir(&name) else {
+            continue;
+        };
+        let link = images.join(&name);
+        let dir = match fs::read_link(&link) {
+            Ok(target) => images.join(target),
+            Err(_) => link,
+        };
+        let id = image_id(&dir);
+        let created = fs::metadata(dir.join("id"))
+            .or_else(|_| fs::metadata(&dir))
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or("-".into(), |d| {
+                format!(
+                    "{} ago",
+                    crate::container::state::ago(now - d.as_secs_f64())
+                )
+            });
+        let unnamed = id.as_deref() == Some(name.as_str());
+        rows.push([
+            if unnamed {
+                "<none>".into()
+            } else {
+                reference.repository
+            },
+            if unnamed {
+                "<none>".into()
+            } else {
+                reference.tag
+            },
+            id.unwrap_or_else(|| "-".into()),
+            created,
+            decimal_size(disk_usage(&dir.join("rootfs"))),
+        ]);
+    }
+    crate::container::control::table(rows.iter().map(|r| r.to_vec()).collect())
+}
+
+/// `image import|ls|rm|tag`, as stages 06 and 07 offer it.
 #[derive(clap::Subcommand, Debug)]
 pub enum ImageCommand {
-    /// Import a tarball (e.g. from `docker export`) as image NAME
-    Import { name: String, tarball: PathBuf },
+    /// Import a tarball (e.g. from `docker export`): FILE|- [REPOSITORY[:TAG]]
+    /// (the older NAME TARBALL order still works)
+    Import {
+        #[arg(value_name = "FILE|-", required = true, num_args = 1..=2)]
+        args: Vec<String>,
+    },
     /// List images
     Ls,
-    /// Remove an imported image
-    Rm { name: String },
+    /// Remove images, by REPOSITORY[:TAG] or id (a tag alone if the image has others)
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Give an image another name: SOURCE[:TAG] TARGET[:TAG]
+    Tag { source: String, target: String },
+}
+
+/// `image import`'s arguments in docker's order, FILE|- [REPOSITORY[:TAG]],
+/// or in minibox's older NAME TARBALL: (file, name, which order).
+fn import_arguments(args: &[String]) -> (PathBuf, Option<String>, bool) {
+    let is_file = |a: &str| a == "-" || Path::new(a).exists();
+    let is_name = |a: &str| ImageRef::parse(a).is_ok();
+    match args {
+        [name, file] if !is_file(name) && is_name(name) && (is_file(file) || !is_name(file)) => {
+            (PathBuf::from(file), Some(name.clone()), false)
+        }
+        [file, name] => (PathBuf::from(file), Some(name.clone()), true),
+        [file] => (PathBuf::from(file), None, true),
+        _ => (PathBuf::new(), None, true),
+    }
 }
 
 /// Carry out an `image` subcommand, printing what docker would.
 pub fn run_command(command: ImageCommand, used_by: impl Fn(&Path) -> Option<String>) -> Result<()> {
     match command {
-        ImageCommand::Import { name, tarball } => {
+        ImageCommand::Import { args } => {
+            let (tarball, name, docker_order) = import_arguments(&args);
+            // Without a name, the image is named by its id (`<none>` in `images`).
+            let name = match name {
+                Some(name) => name,
+                None => crate::id::generate()?,
+            };
             let imported = import(&name, &tarball)?;
-            println!("imported {name}: {} entries", imported.entries);
+            if docker_order {
+                // docker prints the new image's id.
+                println!("{}", imported.id);
+            } else {
+                println!("imported {name}: {} entries", imported.entries);
+            }
             if !imported.skipped.is_empty() {
                 println!(
                     "skipped device nodes and FIFOs: {}",
@@ -263,13 +561,66 @@ pub fn run_command(command: ImageCommand, used_by: impl Fn(&Path) -> Option<Stri
                 );
             }
         }
-        ImageCommand::Ls => {
-            println!("{DEFAULT_IMAGE}");
-            for name in list().into_iter().filter(|n| n != DEFAULT_IMAGE) {
-                println!("{name}");
+        ImageCommand::Ls => print!("{}", table()),
+        ImageCommand::Rm { names } => {
+            for name in names {
+                remove(&name, &used_by)?;
+                println!("Untagged: {name}");
             }
         }
-        ImageCommand::Rm { name } => remove(&name, used_by)?,
+        ImageCommand::Tag { source, target } => tag(&source, &target).map_err(Error::failed)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod ref_tests {
+    use super::*;
+
+    #[test]
+    fn references_take_dockers_form() {
+        let r = ImageRef::parse("alpine").unwrap();
+        assert_eq!(
+            (r.repository.as_str(), r.tag.as_str()),
+            ("alpine", "latest")
+        );
+        assert_eq!(r.dir_name(), "alpine");
+        let r = ImageRef::parse("alpine:3.19").unwrap();
+        assert_eq!(r.dir_name(), "alpine:3.19");
+        assert_eq!(r.to_string(), "alpine:3.19");
+        for bad in ["Alpine", "a:", ":t", "a:.x", "a:b:c", ".a", "a/b"] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn import_takes_dockers_order_and_the_older_one() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            import_arguments(&args(&["-", "alpine:3"])),
+            (PathBuf::from("-"), Some("alpine:3".into()), true)
+        );
+        assert_eq!(
+            import_arguments(&args(&["/etc/passwd"])),
+            (PathBuf::from("/etc/passwd"), None, true)
+        );
+        assert_eq!(
+            import_arguments(&args(&["passwd", "/etc/passwd"])),
+            (PathBuf::from("/etc/passwd"), Some("passwd".into()), false)
+        );
+        assert_eq!(
+            import_arguments(&args(&["nothere", "/nonexistent.tar"])),
+            (
+                PathBuf::from("/nonexistent.tar"),
+                Some("nothere".into()),
+                false
+            )
+        );
+        assert_eq!(
+            import_arguments(&args(&["x.tar", "alpine"])),
+            (PathBuf::from("x.tar"), Some("alpine".into()), true)
+        );
+        assert_eq!(decimal_size(4_200_000), "4.2MB");
+        assert_eq!(decimal_size(0), "0B");
+    }
 }

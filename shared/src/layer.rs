@@ -77,6 +77,14 @@ impl Layer {
         };
         // 0755 inside the private directory: upper's root becomes the
         // container's `/`, which every user in the container must traverse.
+        // `start`: a stopped container runs again on the layer it had.
+        if !made_dir && layer.paths.upper.is_dir() {
+            trace::note(
+                format!("{:?}", layer.paths.upper.display().to_string()),
+                Some("kept from its last run".into()),
+            );
+            return Ok(layer);
+        }
         for sub in [
             layer.paths.upper.clone(),
             layer.paths.work.clone(),

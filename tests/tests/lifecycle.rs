@@ -270,7 +270,10 @@ fn commit_then_run_sees_the_change() {
         "echo kept > /etc/motd; rm /bin/vi",
     ]);
     assert_eq!(ok(&["commit", &c, &image]), format!("{image}\n"));
-    assert!(ok(&["images"]).lines().any(|l| l == image));
+    // `images` is docker's table: REPOSITORY first.
+    assert!(ok(&["images"])
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(image.as_str())));
     let out = ok(&[
         "run",
         "--rm",

@@ -418,11 +418,36 @@ impl Cgroup {
         Ok(Frozen { cgroup: self })
     }
 
-    fn set_frozen(&self, frozen: bool) -> Result<()> {
+    /// `pause` (true) and `unpause` (false): freeze or thaw every process
+    /// of the cgroup and wait until the kernel says it is done.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
         match &self.hierarchy {
             Hierarchy::Unified { root } => v2::set_frozen(&root.join(&self.relative), frozen),
             Hierarchy::Legacy { .. } => v1::set_frozen(&self.v1_dirs(), frozen),
         }
+    }
+
+    /// The directory holding `controller`'s files: the one directory on
+    /// v2, that controller's tree on v1 (`None` if it is not mounted).
+    pub fn controller_dir(&self, controller: Controller) -> Option<PathBuf> {
+        match &self.hierarchy {
+            Hierarchy::Unified { root } => Some(root.join(&self.relative)),
+            Hierarchy::Legacy { trees, .. } => trees
+                .iter()
+                .find(|(c, _)| *c == controller)
+                .map(|(_, tree)| tree.join(&self.relative)),
+        }
+    }
+
+    /// The host pids of the processes in the cgroup (`cgroup.procs`; on
+    /// v1 the pids tree's, which every process of the container joins).
+    pub fn processes(&self) -> Result<Vec<i32>> {
+        let dir = self
+            .controller_dir(Controller::Pids)
+            .or_else(|| self.dirs().into_iter().next())
+            .ok_or_else(|| Error::Usage("the container has no cgroup".into()))?;
+        let text = read_trimmed(&dir.join("cgroup.procs"))?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
     /// Empty the cgroup (SIGKILL whatever is left) and remove its

@@ -97,8 +97,10 @@ pub fn set_frozen(dirs: &[(Controller, PathBuf)], frozen: bool) -> Result<()> {
     let state = dir.join("freezer.state");
     let want = if frozen { "FROZEN" } else { "THAWED" };
     write(&state, want)?;
+    // A cgroup that went meanwhile (its last process exited once thawed,
+    // and its monitor removed it) has nothing left to freeze or thaw.
     wait_until("freezing the container", || {
-        read_trimmed(&state).is_ok_and(|s| s == want)
+        read_trimmed(&state).is_ok_and(|s| s == want) || !dir.exists()
     })?;
     trace::note(format!("read {}", state.display()), Some(want.into()));
     Ok(())

@@ -50,6 +50,8 @@ pub fn commit(container: &ContainerState, name: &str) -> Result<Committed> {
     let cgroup;
     let _frozen = match container.condition() {
         Condition::Starting => return Err(Error::StillStarting(container.name.clone())),
+        // Paused by `pause`: frozen already, and it must stay so after.
+        Condition::Running if container.paused => None,
         Condition::Running => {
             cgroup = Cgroup::existing(
                 Hierarchy::detect()?,

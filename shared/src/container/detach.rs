@@ -21,6 +21,13 @@ pub struct StartReporter {
 impl StartReporter {
     /// The container is up: the caller may print the id and return.
     pub fn started(mut self) {
+        // The log's relay first: the container may print a lot at once.
+        if let Err(err) = super::logging::start() {
+            eprintln!(
+                "{}: the container's log stays empty: {err}",
+                process::program_name()
+            );
+        }
         let _ = self.pipe.write_all(b"started");
     }
 }

@@ -35,6 +35,10 @@ pub fn exec(request: ExecRequest) -> Result<Exit> {
         Condition::Starting => return Err(Error::StillStarting(container.name)),
         _ => return Err(Error::NotRunning(container.name)),
     }
+    // docker refuses too: a frozen container could not even start the process.
+    if container.paused {
+        return Err(Error::Paused(container.name));
+    }
     let init = container
         .init
         .clone()

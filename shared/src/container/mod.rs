@@ -7,8 +7,13 @@
 //! flattening [`Verb`] into its command line; each is one call here.
 
 pub mod commit;
+pub mod control;
 pub mod detach;
 pub mod exec;
+pub mod inside;
+pub mod inspect;
+pub mod logging;
+pub mod start;
 pub mod state;
 pub mod stop;
 
@@ -40,14 +45,36 @@ pub struct NewContainer<'a> {
     pub lower: &'a Path,
     pub cgroup_parent: &'a str,
     pub auto_remove: bool,
+    /// The cgroup limits (`inspect` shows them).
+    pub limits: &'a crate::cgroups::Limits,
+    /// `-v` (`inspect` shows them as Mounts) and IMAGE COMMAND as typed
+    /// (`start` runs them again).
+    pub image_args: &'a crate::cli::ImageArgs,
+    /// Stage 07's other flags: labels, `-w`, `--stop-signal`, `--tmpfs`, …
+    pub options: &'a crate::cli::ContainerOptions,
 }
 
 impl ContainerState {
-    /// The record of a container being created.
+    /// The record of a container being created (or, for `start`, run
+    /// again: it keeps its name and creation time).
     pub fn new(new: NewContainer<'_>) -> ContainerState {
+        let before = new
+            .options
+            .restart_of
+            .as_ref()
+            .and_then(|id| state::load(id).ok());
+        let typed = crate::cli::typed_args();
+        let image_typed = new.image_args.args.len();
+        // `run FLAGS… IMAGE COMMAND…`: the flags are what lies between.
+        let flags = typed
+            .get(1..typed.len().saturating_sub(image_typed))
+            .unwrap_or_default();
         ContainerState {
             id: new.id.to_string(),
-            name: new.name.unwrap_or_else(|| new.id.to_string()),
+            name: before.as_ref().map_or_else(
+                || new.name.unwrap_or_else(|| new.id.to_string()),
+                |b| b.name.clone(),
+            ),
             image: new.image,
             command: new
                 .command
@@ -57,7 +84,7 @@ impl ContainerState {
             env: new.env,
             hostname: new.hostname.to_string(),
             lower: new.lower.to_path_buf(),
-            created: state::now(),
+            created: before.as_ref().map_or_else(state::now, |b| b.created),
             status: Status::Created,
             init: None,
             exit_code: None,
@@ -65,19 +92,75 @@ impl ContainerState {
             oom_killed: false,
             cgroup_parent: new.cgroup_parent.to_string(),
             auto_remove: new.auto_remove,
+            started_at: None,
+            labels: new.options.labels.iter().cloned().collect(),
+            paused: false,
+            stop_signal: new.options.stop_signal.clone(),
+            stop_timeout: new.options.stop_timeout,
+            working_dir: new
+                .options
+                .workdir
+                .as_ref()
+                .map(|d| d.display().to_string()),
+            entrypoint: new.options.entrypoint.clone().filter(|e| !e.is_empty()),
+            limits: state::RecordedLimits::of(new.limits),
+            mounts: new
+                .image_args
+                .volumes
+                .iter()
+                .map(|v| state::RecordedMount {
+                    kind: "bind".into(),
+                    source: v.host.display().to_string(),
+                    destination: v.container.display().to_string(),
+                    read_write: !v.read_only,
+                })
+                .chain(new.options.tmpfs.iter().map(|t| state::RecordedMount {
+                    kind: "tmpfs".into(),
+                    source: t.options(),
+                    destination: t.path.display().to_string(),
+                    read_write: !t.read_only,
+                }))
+                .collect(),
+            ulimits: new.options.ulimits.clone(),
+            run_flags: start::flags_to_keep(flags),
+            run_dir: match &before {
+                Some(before) => before.run_dir.clone(),
+                None => std::env::current_dir().ok(),
+            },
+            run_image: typed
+                .get(typed.len().saturating_sub(image_typed)..)
+                .unwrap_or_default()
+                .to_vec(),
+        }
+    }
+
+    /// What others may have changed in the record on disk meanwhile
+    /// (`rename`): keep it, so saving this copy does not undo it.
+    fn adopt_changes(&mut self) {
+        if let Ok(disk) = state::load(&self.id) {
+            self.name = disk.name;
         }
     }
 
     /// init exec'd the command: record it as running.
     pub fn started(&mut self, init: nix::unistd::Pid) -> Result<()> {
+        let _lock = crate::lock::StateLock::acquire()?;
+        self.adopt_changes();
         self.status = Status::Running;
         self.init = ProcessStamp::of(init.as_raw());
+        self.started_at = Some(state::now());
         self.save()
     }
 
     /// The container ended: record how — or, with `--rm`, remove the
     /// record, the log and the layer.
     pub fn exited(&mut self, exit: Exit, oom_killed: bool) -> Result<()> {
+        // Everything the container printed is in its log before it is
+        // recorded as exited (`logs -f` stops at that).
+        logging::finish();
+        let _lock = crate::lock::StateLock::acquire()?;
+        self.adopt_changes();
+        self.paused = false;
         self.status = Status::Exited;
         self.exit_code = Some(exit.code().into());
         self.finished = Some(state::now());
@@ -125,26 +208,30 @@ pub enum Verb {
         /// Only their ids
         #[arg(short, long)]
         quiet: bool,
+        /// Only those matching: label=KEY[=VALUE], name=TEXT, id=PREFIX, status=STATUS (repeatable)
+        #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = Filter::parse)]
+        filter: Vec<Filter>,
     },
     /// Show what a detached container printed
     Logs {
         /// Keep following until the container exits
         #[arg(short, long)]
         follow: bool,
+        /// Put the time each line arrived in front of it (RFC 3339, UTC)
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Only the last N lines ("all": every line)
+        #[arg(short = 'n', long, value_name = "N", default_value = "all", value_parser = parse_tail)]
+        tail: usize,
         container: String,
     },
     /// Run a command in a running container
     Exec(ExecArgs),
-    /// Stop containers: SIGTERM, then SIGKILL after a grace period
+    /// Stop containers: SIGTERM (or --stop-signal), then SIGKILL after a grace period
     Stop {
-        /// Seconds to wait for the container to exit before SIGKILL
-        #[arg(
-            short = 't',
-            long = "time",
-            default_value_t = 10,
-            value_name = "SECONDS"
-        )]
-        seconds: u64,
+        /// Seconds to wait for the container to exit before SIGKILL [default: its --stop-timeout, or 10]
+        #[arg(short = 't', long = "time", value_name = "SECONDS")]
+        seconds: Option<u64>,
         #[arg(
             long,
             value_enum,
@@ -181,10 +268,105 @@ pub enum Verb {
     /// Import, list and remove images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Show containers' records as docker's JSON (or --format a template)
+    Inspect {
+        /// A Go template of paths, e.g. '{{.State.Pid}}' or '{{json .Config}}'
+        #[arg(short, long, value_name = "TEMPLATE", value_parser = inspect::Template::parse)]
+        format: Option<inspect::Template>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Block until containers stop, then print their exit codes
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to running containers' PID 1 (SIGKILL unless -s)
+    Kill {
+        /// The signal: KILL, SIGTERM, HUP, 15, …
+        #[arg(short, long, value_name = "SIGNAL", default_value = "KILL", value_parser = stop::parse_signal)]
+        signal: nix::sys::signal::Signal,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Rename a container
+    Rename {
+        container: String,
+        #[arg(value_parser = state::parse_name)]
+        new_name: String,
+    },
+    /// Show a running container's processes (host and container pids)
+    Top { container: String },
+    /// Freeze every process of running containers
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// CPU, memory and PIDs of containers, from their cgroups
+    Stats {
+        /// Print one table and exit (without it: one every second, until Ctrl-C)
+        #[arg(long)]
+        no_stream: bool,
+        /// All containers, not only running ones
+        #[arg(short, long)]
+        all: bool,
+        containers: Vec<String>,
+    },
+    /// Run stopped containers again, on their own layers (in the background unless -a)
+    Start {
+        /// Run in the foreground: its output here, its exit code as this command's
+        #[arg(short, long)]
+        attach: bool,
+        #[arg(
+            long,
+            value_enum,
+            default_value_t,
+            env = "MINIBOX_TRACE",
+            value_name = "MODE"
+        )]
+        trace: TraceMode,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop containers (if they run), then start them again
+    Restart {
+        /// Seconds to wait for each to exit before SIGKILL [default: its --stop-timeout, or 10]
+        #[arg(short = 't', long = "time", value_name = "SECONDS")]
+        seconds: Option<u64>,
+        #[arg(
+            long,
+            value_enum,
+            default_value_t,
+            env = "MINIBOX_TRACE",
+            value_name = "MODE"
+        )]
+        trace: TraceMode,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Container commands grouped as docker groups them (`container prune`)
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Remove what killed runs left behind: dead containers, cgroups, layers, locks
     Cleanup {
         #[arg(long, value_name = "PATH", default_value = cgroups::DEFAULT_PARENT, value_parser = cgroups::parse_parent, env = "MINIBOX_CGROUP_PARENT")]
         cgroup_parent: String,
+    },
+}
+
+/// `container …`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Remove every container that is not running
+    Prune {
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -219,10 +401,20 @@ impl Verb {
     /// Carry out the verb; its exit code for the binary to exit with.
     pub fn execute(self, extensions: &[&dyn Extension]) -> Result<Exit> {
         match self {
-            Verb::Ps { all, quiet } => print!("{}", ps(all, quiet, extensions)),
-            Verb::Logs { follow, container } => {
+            Verb::Ps { all, quiet, filter } => print!("{}", ps(all, quiet, &filter, extensions)),
+            Verb::Logs {
+                follow,
+                timestamps,
+                tail,
+                container,
+            } => {
                 let container = state::find(&container)?;
-                logs(&container, follow, &mut std::io::stdout())?;
+                let options = LogOptions {
+                    follow,
+                    timestamps,
+                    tail,
+                };
+                logs(&container, options, &mut std::io::stdout())?;
             }
             Verb::Exec(args) => {
                 trace::start_as("exec", args.trace);
@@ -246,7 +438,7 @@ impl Verb {
                 trace::start_as("stop", mode);
                 for name in containers {
                     let container = state::find(&name)?;
-                    stop::stop(&container, Duration::from_secs(seconds))?;
+                    stop::stop(&container, stop::grace_for(&container, seconds))?;
                     trace::flush();
                     println!("{name}");
                 }
@@ -273,6 +465,91 @@ impl Verb {
                 }
                 println!("{image}");
             }
+            Verb::Inspect { format, containers } => inspect_all(&containers, format.as_ref())?,
+            Verb::Wait { containers } => {
+                for name in containers {
+                    println!("{}", control::wait(&name).map_err(Error::failed)?);
+                }
+            }
+            Verb::Kill { signal, containers } => {
+                for name in containers {
+                    control::kill(&name, signal).map_err(Error::failed)?;
+                    println!("{name}");
+                }
+            }
+            Verb::Rename {
+                container,
+                new_name,
+            } => control::rename(&container, &new_name).map_err(Error::failed)?,
+            Verb::Top { container } => {
+                print!("{}", control::top(&container).map_err(Error::failed)?)
+            }
+            Verb::Pause { containers } => {
+                for name in containers {
+                    control::set_paused(&name, true).map_err(Error::failed)?;
+                    println!("{name}");
+                }
+            }
+            Verb::Unpause { containers } => {
+                for name in containers {
+                    control::set_paused(&name, false).map_err(Error::failed)?;
+                    println!("{name}");
+                }
+            }
+            Verb::Stats {
+                no_stream,
+                all,
+                containers,
+            } => loop {
+                let table = control::stats(&containers, all).map_err(Error::failed)?;
+                print!("{table}");
+                if no_stream {
+                    break;
+                }
+                let _ = std::io::stdout().flush();
+                std::thread::sleep(Duration::from_millis(500));
+            },
+            Verb::Start {
+                attach,
+                trace: mode,
+                containers,
+            } => {
+                if attach && containers.len() > 1 {
+                    return Err(Error::Usage(
+                        "start -a attaches to one container at a time".into(),
+                    ));
+                }
+                for name in containers {
+                    let exit = start::start(&name, attach, mode).map_err(Error::failed)?;
+                    if attach {
+                        return Ok(exit);
+                    }
+                    println!("{name}");
+                }
+            }
+            Verb::Restart {
+                seconds,
+                trace: mode,
+                containers,
+            } => {
+                for name in containers {
+                    start::restart(&name, seconds, mode).map_err(Error::failed)?;
+                    println!("{name}");
+                }
+            }
+            Verb::Container(ContainerCommand::Prune { force }) => {
+                if !force && !confirm(
+                    "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ",
+                ) {
+                    return Ok(Exit::Code(0));
+                }
+                let (removed, bytes) = control::prune(extensions).map_err(Error::failed)?;
+                println!("Deleted Containers:");
+                for id in removed {
+                    println!("{id}");
+                }
+                println!("\nTotal reclaimed space: {}", control::human_size(bytes));
+            }
             Verb::Images => image::run_command(ImageCommand::Ls, image_user)?,
             Verb::Image(command) => image::run_command(command, image_user)?,
             Verb::Cleanup { cgroup_parent } => {
@@ -281,6 +558,46 @@ impl Verb {
         }
         Ok(Exit::Code(0))
     }
+}
+
+/// `inspect`: a JSON array of the containers found (as docker, 4-space
+/// indents), or one `--format` line each. A name not found is reported
+/// after the others are printed (exit 1).
+fn inspect_all(names: &[String], format: Option<&inspect::Template>) -> Result<()> {
+    let mut values = Vec::new();
+    let mut missing = None;
+    for name in names {
+        match state::find(name) {
+            Ok(container) => values.push(inspect::to_json(&container)),
+            Err(err) => {
+                missing.get_or_insert(err);
+            }
+        }
+    }
+    match format {
+        Some(template) => {
+            for value in &values {
+                println!("{}", template.render(value).map_err(Error::failed)?);
+            }
+        }
+        None => {
+            let mut out = Vec::new();
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+            serde::Serialize::serialize(&values, &mut serializer)
+                .map_err(|e| Error::Protocol(format!("encode inspect: {e}")))?;
+            println!("{}", String::from_utf8_lossy(&out));
+        }
+    }
+    missing.map_or(Ok(()), |err| Err(err.failed()))
+}
+
+/// Ask on stderr, read the answer from stdin: only `y` or `yes` is yes.
+fn confirm(question: &str) -> bool {
+    eprint!("{question}");
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 /// A container whose layer rests on `rootfs` (its image may not go).
@@ -293,7 +610,9 @@ fn image_user(rootfs: &Path) -> Option<String> {
 
 /// `ps`: running containers, or all with `-a`; ids only with `-q`. Each
 /// extension may add a column (stage 08: the address and ports).
-pub fn ps(all: bool, quiet: bool, extensions: &[&dyn Extension]) -> String {
+pub fn ps(all: bool, quiet: bool, filters: &[Filter], extensions: &[&dyn Extension]) -> String {
+    // docker: a status filter looks at stopped containers too.
+    let all = all || filters.iter().any(|f| matches!(f, Filter::Status(_)));
     let now = state::now();
     let mut header: Vec<String> = [
         "CONTAINER ID",
@@ -321,7 +640,7 @@ pub fn ps(all: bool, quiet: bool, extensions: &[&dyn Extension]) -> String {
         match entry {
             Entry::Ok(c) => {
                 let condition = c.condition();
-                if !all && condition != Condition::Running {
+                if !all && condition != Condition::Running || !Filter::all_match(filters, &c) {
                     continue;
                 }
                 ids.push(c.id.clone());
@@ -344,7 +663,7 @@ pub fn ps(all: bool, quiet: bool, extensions: &[&dyn Extension]) -> String {
                 row.extend(columns.iter().map(|e| e.ps_cell(&c.id)));
                 rows.push(row);
             }
-            Entry::Broken { id, reason } if all => {
+            Entry::Broken { id, reason } if all && filters.is_empty() => {
                 ids.push(id.clone());
                 let mut row = vec![
                     id.clone(),
@@ -380,9 +699,93 @@ pub fn ps(all: bool, quiet: bool, extensions: &[&dyn Extension]) -> String {
     out
 }
 
+/// One `ps --filter`, docker's: `label` filters must all match; of the
+/// other kinds, any one of a kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filter {
+    Label(String, Option<String>),
+    Name(String),
+    Id(String),
+    Status(String),
+}
+
+impl Filter {
+    pub fn parse(text: &str) -> std::result::Result<Filter, String> {
+        let (key, value) = text
+            .split_once('=')
+            .ok_or("expected KEY=VALUE, like label=tier=web or status=exited")?;
+        match key {
+            "label" => {
+                let (k, v) = value
+                    .split_once('=')
+                    .map_or((value, None), |(k, v)| (k, Some(v.to_string())));
+                Ok(Filter::Label(k.to_string(), v))
+            }
+            "name" => Ok(Filter::Name(value.to_string())),
+            "id" => Ok(Filter::Id(value.to_string())),
+            "status" => match value {
+                "created" | "running" | "paused" | "exited" | "dead" => {
+                    Ok(Filter::Status(value.to_string()))
+                }
+                _ => Err(format!(
+                    "status {value:?}: one of created, running, paused, exited, dead"
+                )),
+            },
+            _ => Err(format!("unknown filter {key:?} (label, name, id, status)")),
+        }
+    }
+
+    fn matches(&self, c: &ContainerState) -> bool {
+        match self {
+            Filter::Label(key, value) => c
+                .labels
+                .get(key)
+                .is_some_and(|v| value.as_ref().is_none_or(|want| want == v)),
+            Filter::Name(part) => c.name.contains(part.as_str()),
+            Filter::Id(prefix) => c.id.starts_with(prefix.as_str()),
+            Filter::Status(status) => {
+                let now = match c.condition() {
+                    Condition::Starting => "created",
+                    Condition::Running if c.paused => "paused",
+                    Condition::Running => "running",
+                    Condition::Exited => "exited",
+                    Condition::Dead => "dead",
+                };
+                now == status
+            }
+        }
+    }
+
+    fn kind(&self) -> u8 {
+        match self {
+            Filter::Label(..) => 0,
+            Filter::Name(_) => 1,
+            Filter::Id(_) => 2,
+            Filter::Status(_) => 3,
+        }
+    }
+
+    /// Every label filter matches, and of each other kind given, one does.
+    pub fn all_match(filters: &[Filter], c: &ContainerState) -> bool {
+        filters
+            .iter()
+            .filter(|f| f.kind() == 0)
+            .all(|f| f.matches(c))
+            && (1..=3).all(|kind| {
+                let of_kind: Vec<&Filter> = filters.iter().filter(|f| f.kind() == kind).collect();
+                of_kind.is_empty() || of_kind.iter().any(|f| f.matches(c))
+            })
+    }
+}
+
 /// `logs [-f]`: the container's captured output; with `follow`, keep
 /// reading until the container has exited.
-pub fn logs(container: &ContainerState, follow: bool, out: &mut dyn Write) -> Result<()> {
+pub fn logs(container: &ContainerState, options: LogOptions, out: &mut dyn Write) -> Result<()> {
+    let LogOptions {
+        follow,
+        timestamps,
+        tail,
+    } = options;
     let path = state::log_path(&container.id);
     let mut file = File::open(&path).map_err(|_| {
         Error::Usage(format!(
@@ -390,6 +793,25 @@ pub fn logs(container: &ContainerState, follow: bool, out: &mut dyn Write) -> Re
             container.name
         ))
     })?;
+    let mut start = 0;
+    let mut first = Vec::new();
+    if tail != usize::MAX {
+        // What is written so far, less all but its last `tail` lines; a
+        // follow goes on from its end.
+        file.read_to_end(&mut first)
+            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let kept = last_lines(&first, tail).len();
+        start = first.len() - kept;
+        first.drain(..start);
+    }
+    let mut stamper = timestamps.then(|| logging::Stamper::new(&container.id, start as u64));
+    let mut out = Output {
+        out,
+        stamper: stamper.as_mut(),
+    };
+    let out = &mut out;
+    out.write_all(&first)
+        .map_err(|e| Error::io("write stdout", e))?;
     let mut buf = [0u8; 64 * 1024];
     loop {
         let n = file
@@ -415,6 +837,66 @@ pub fn logs(container: &ContainerState, follow: bool, out: &mut dyn Write) -> Re
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// How `logs` shows the log.
+#[derive(Clone, Copy, Debug)]
+pub struct LogOptions {
+    /// Keep following until the container exits.
+    pub follow: bool,
+    /// Each line's time in front of it.
+    pub timestamps: bool,
+    /// Only the last lines (`usize::MAX`: all).
+    pub tail: usize,
+}
+
+/// stdout, through the stamper with `-t`.
+struct Output<'a> {
+    out: &'a mut dyn Write,
+    stamper: Option<&'a mut logging::Stamper>,
+}
+
+impl Write for Output<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self.stamper.as_mut() {
+            Some(stamper) => stamper.write(buf, self.out),
+            None => self.out.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// `--tail`: a number of lines, or `all` (every line: `usize::MAX`).
+fn parse_tail(text: &str) -> std::result::Result<usize, String> {
+    match text {
+        "all" => Ok(usize::MAX),
+        n => n
+            .parse()
+            .map_err(|_| "expected a number of lines, or all".to_string()),
+    }
+}
+
+/// The last `n` lines of `text` (a last line without its newline counts).
+fn last_lines(text: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let start = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .map_or(0, |(i, _)| i + 1);
+    &text[start..]
 }
 
 /// `rm [-f]`: a stopped container's layer, record and log (with `-f`, stop
@@ -498,4 +980,34 @@ pub fn cleanup(cgroup_parent: &str, extensions: &[&dyn Extension]) -> Result<Str
     Ok(format!(
         "removed {containers} dead container(s), {cgroups} stale cgroup(s) under {cgroup_parent}, {layers} layer(s), {imports} unfinished import(s){extra}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(last_lines(b"a\nb\nc", 2), b"b\nc");
+        assert_eq!(last_lines(b"a\nb\n", 5), b"a\nb\n");
+        assert_eq!(last_lines(b"a\nb\n", 0), b"");
+        assert_eq!(parse_tail("all"), Ok(usize::MAX));
+        assert!(parse_tail("-1").is_err());
+    }
+
+    #[test]
+    fn filters_take_dockers_keys() {
+        assert_eq!(
+            Filter::parse("label=a=b=c"),
+            Ok(Filter::Label("a".into(), Some("b=c".into())))
+        );
+        assert_eq!(
+            Filter::parse("label=a"),
+            Ok(Filter::Label("a".into(), None))
+        );
+        assert!(Filter::parse("status=sleeping").is_err());
+        assert!(Filter::parse("colour=red").is_err());
+        assert!(Filter::parse("label").is_err());
+    }
 }

@@ -70,6 +70,97 @@ pub struct ContainerState {
     pub cgroup_parent: String,
     /// Remove everything when the container exits (`--rm`).
     pub auto_remove: bool,
+    /// When init exec'd the command.
+    #[serde(default)]
+    pub started_at: Option<f64>,
+    /// `--label KEY=VALUE`, shown by `inspect`, filtered by `ps --filter`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Frozen by `pause` (the freezer on v1, `cgroup.freeze` on v2).
+    #[serde(default)]
+    pub paused: bool,
+    /// `--stop-signal`: what `stop` sends first [default: SIGTERM].
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits before SIGKILL [default: 10].
+    #[serde(default)]
+    pub stop_timeout: Option<u64>,
+    /// `-w`: the command's working directory [default: /].
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// `--entrypoint`: the program the command's arguments were given to.
+    #[serde(default)]
+    pub entrypoint: Option<String>,
+    /// The cgroup limits it was started with (`inspect`'s HostConfig).
+    #[serde(default)]
+    pub limits: RecordedLimits,
+    /// `-v` volumes and `--tmpfs` mounts (`inspect`'s Mounts).
+    #[serde(default)]
+    pub mounts: Vec<RecordedMount>,
+    /// `--ulimit`s.
+    #[serde(default)]
+    pub ulimits: Vec<super::inside::Ulimit>,
+    /// The flags `run` was given, less those `start` decides (`-d`, `-i`,
+    /// `-t`, `--rm`, `--trace`): `start` gives them to `run` again.
+    #[serde(default)]
+    pub run_flags: Vec<String>,
+    /// IMAGE COMMAND… as typed after the flags.
+    #[serde(default)]
+    pub run_image: Vec<String>,
+    /// The directory `run` was typed in: relative paths in its flags
+    /// (`-v ./data:/data`, `--env-file`) mean the same to `start`.
+    #[serde(default)]
+    pub run_dir: Option<PathBuf>,
+}
+
+/// The limits of a container as `inspect` shows them (docker's units).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedLimits {
+    /// Bytes (0: none).
+    pub memory: u64,
+    /// Bytes of memory plus swap (0: none given, -1: unlimited).
+    pub memory_swap: i64,
+    /// Billionths of a CPU (`--cpus 0.5`: 500000000).
+    pub nano_cpus: u64,
+    pub cpu_shares: u64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    /// 0: none given, -1: unlimited.
+    pub pids_limit: i64,
+}
+
+/// One mount of a container as `inspect` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedMount {
+    /// `bind` or `tmpfs`.
+    pub kind: String,
+    pub source: String,
+    pub destination: String,
+    pub read_write: bool,
+}
+
+impl RecordedLimits {
+    pub fn of(limits: &crate::cgroups::Limits) -> RecordedLimits {
+        use crate::cgroups::Limit;
+        let signed = |l: Option<Limit>| match l {
+            None => 0,
+            Some(Limit::Unlimited) => -1,
+            Some(Limit::At(n)) => i64::try_from(n).unwrap_or(i64::MAX),
+        };
+        RecordedLimits {
+            memory: limits.memory.unwrap_or(0),
+            memory_swap: signed(limits.memory_swap),
+            nano_cpus: limits.cpu_quota_us.map_or(0, |q| {
+                q.saturating_mul(1_000_000_000) / crate::cgroups::limits::CPU_PERIOD_US
+            }),
+            cpu_shares: limits.cpu_shares.unwrap_or(0),
+            cpuset_cpus: limits.cpuset_cpus.clone().unwrap_or_default(),
+            cpuset_mems: limits.cpuset_mems.clone().unwrap_or_default(),
+            pids_limit: signed(limits.pids_max),
+        }
+    }
 }
 
 pub fn now() -> f64 {
@@ -121,6 +212,9 @@ impl ContainerState {
     pub fn create(&self) -> Result<Reservation> {
         crate::process::checkpoint()?;
         let _lock = StateLock::acquire()?;
+        if exists(&self.id) {
+            return self.create_again();
+        }
         for other in list() {
             if let Entry::Ok(other) = other {
                 if other.name == self.name || other.id == self.name || other.name == self.id {
@@ -137,7 +231,33 @@ impl ContainerState {
             format!("mkdir({:?}, 0700)", dir.display().to_string()),
             nix::unistd::mkdir(&dir, nix::sys::stat::Mode::from_bits_truncate(0o700)),
         )?;
-        let reservation = Reservation { dir, kept: false };
+        let reservation = Reservation {
+            dir,
+            kept: false,
+            before: None,
+        };
+        self.save()?;
+        Ok(reservation)
+    }
+
+    /// `start`: the record of a stopped container becomes this one. If the
+    /// run fails before the container starts, the old record comes back.
+    fn create_again(&self) -> Result<Reservation> {
+        let before = load(&self.id)?;
+        if matches!(before.condition(), Condition::Running | Condition::Starting) {
+            return Err(Error::Usage(format!(
+                "container {} is running already",
+                before.name
+            )));
+        }
+        let path = state_path(&self.id);
+        let bytes =
+            fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let reservation = Reservation {
+            dir: container_dir(&self.id),
+            kept: false,
+            before: Some(bytes),
+        };
         self.save()?;
         Ok(reservation)
     }
@@ -169,6 +289,8 @@ impl ContainerState {
 pub struct Reservation {
     dir: PathBuf,
     kept: bool,
+    /// `start`: the record as it was, to put back.
+    before: Option<Vec<u8>>,
 }
 
 impl Reservation {
@@ -179,8 +301,14 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if !self.kept {
-            let _ = fs::remove_dir_all(&self.dir);
+        match (&self.before, self.kept) {
+            (_, true) => {}
+            (None, false) => {
+                let _ = fs::remove_dir_all(&self.dir);
+            }
+            (Some(before), false) => {
+                let _ = paths::write_atomic(&self.dir.join("state.json"), before, false);
+            }
         }
     }
 }
@@ -219,6 +347,17 @@ pub fn parse_env(kv: &str) -> std::result::Result<String, String> {
     }
 }
 
+/// `--label KEY=VALUE` (or `KEY`, an empty value, as docker).
+pub fn parse_label(text: &str) -> std::result::Result<(String, String), String> {
+    let (key, value) = text.split_once('=').unwrap_or((text, ""));
+    if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{key:?} is not a label key (KEY=VALUE, no white space)"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
 /// The user's environment: `--env-file` lines first, then `-e` flags.
 pub fn user_environment(flags: &[String], files: &[PathBuf]) -> Result<Vec<String>> {
     let mut env = Vec::new();
@@ -239,9 +378,25 @@ pub fn user_environment(flags: &[String], files: &[PathBuf]) -> Result<Vec<Strin
     Ok(env)
 }
 
-/// The log a detached container writes its stdout and stderr to (0600).
+/// What a detached container writes its stdout and stderr to: a pipe
+/// whose other end the monitor copies into the log (0600), with each
+/// line's time beside it (see [`super::logging`]).
 pub fn open_log(id: &str) -> Result<fs::File> {
-    paths::open_private_append(&log_path(id))
+    super::logging::open(id)
+}
+
+/// Change a container's record where others may change it too (`rename`,
+/// `pause`, its monitor recording the end): under the [`StateLock`], load
+/// it fresh, let `change` edit it, save it. The saved record is returned.
+pub fn update(
+    id: &str,
+    change: impl FnOnce(&mut ContainerState) -> Result<()>,
+) -> Result<ContainerState> {
+    let _lock = StateLock::acquire()?;
+    let mut record = load(id)?;
+    change(&mut record)?;
+    record.save()?;
+    Ok(record)
 }
 
 pub fn load(id: &str) -> Result<ContainerState> {
@@ -346,6 +501,7 @@ pub fn find(name_or_id: &str) -> Result<ContainerState> {
 pub fn describe(state: &ContainerState, now: f64) -> String {
     match state.condition() {
         Condition::Starting => "Starting".into(),
+        Condition::Running if state.paused => format!("Up {} (Paused)", ago(now - state.created)),
         Condition::Running => format!("Up {}", ago(now - state.created)),
         Condition::Dead => "Dead (its run was killed; `cleanup` or `rm` removes it)".into(),
         Condition::Exited => match (state.exit_code, state.finished) {

@@ -19,7 +19,7 @@ use minibox::layer::{self, Layer};
 use minibox::lock::ContainerLock;
 use minibox::process::{self, Exit, Spawn};
 use minibox::sync::RunLink;
-use minibox::{command, id, mounts, namespaces, rootfs, trace};
+use minibox::{command, mounts, namespaces, rootfs, trace};
 use std::convert::Infallible;
 use std::process::ExitCode;
 
@@ -65,10 +65,10 @@ fn run(args: RunArgs) -> Result<Exit> {
     args.container.hide_values()?;
     process::catch_signals();
     let limits = args.resources.limits()?;
-    let id = id::generate()?;
+    let id = args.container.id()?;
     let hostname = args.options.hostname_or(&id)?;
     let stdin = args.options.stdin()?;
-    let (image, argv) = args.image.image_and_command()?;
+    let (image, argv) = args.container.image_and_command(&args.image)?;
     args.image.prepare_volumes()?;
     args.container.check(&args.options)?;
     let defaults = command::container_env(&hostname, args.options.terminal());
@@ -99,10 +99,14 @@ fn run(args: RunArgs) -> Result<Exit> {
         lower: &image,
         cgroup_parent: &args.resources.cgroup_parent,
         auto_remove: args.container.rm,
+        limits: &limits,
+        image_args: &args.image,
+        options: &args.container,
     });
     let mut reservation = record.create()?;
     let mut config = InitConfig::new(args.options.trace, hostname, argv);
     config.env = env;
+    args.container.configure(&mut config);
 
     // The cgroup exists, limits and all, before init exists.
     let hierarchy = Hierarchy::detect()?;
@@ -169,5 +173,6 @@ fn init() -> Result<Infallible> {
     mounts::mount_proc()?;
     mounts::mount_dev()?;
     mounts::mount_sys_readonly()?;
+    container::inside::prepare(&config)?;
     Ok(command::exec(&run, &config.command, &config.env)?)
 }

@@ -23,7 +23,7 @@ use minibox::network::{self, Plan};
 use minibox::process::{self, Exit, Spawn};
 use minibox::security::{self, caps, masks, users};
 use minibox::sync::RunLink;
-use minibox::{command, id, mounts, namespaces, rootfs, trace, volumes};
+use minibox::{command, mounts, namespaces, rootfs, trace, volumes};
 use std::convert::Infallible;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
@@ -79,10 +79,10 @@ fn run(args: RunArgs) -> Result<Exit> {
     args.container.hide_values()?;
     process::catch_signals();
     let limits = args.resources.limits()?;
-    let id = id::generate()?;
+    let id = args.container.id()?;
     let hostname = args.options.hostname_or(&id)?;
     let stdin = args.options.stdin()?;
-    let (image, argv) = args.image.image_and_command()?;
+    let (image, argv) = args.container.image_and_command(&args.image)?;
     args.image.prepare_volumes()?;
     args.container.check(&args.options)?;
     args.network.check()?;
@@ -114,10 +114,14 @@ fn run(args: RunArgs) -> Result<Exit> {
         lower: &image,
         cgroup_parent: &args.resources.cgroup_parent,
         auto_remove: args.container.rm,
+        limits: &limits,
+        image_args: &args.image,
+        options: &args.container,
     });
     let mut reservation = record.create()?;
     let mut config = InitConfig::new(args.options.trace, hostname, argv);
     config.env = env;
+    args.container.configure(&mut config);
 
     // The cgroup exists, limits and all, before init exists.
     let hierarchy = Hierarchy::detect()?;
@@ -235,6 +239,9 @@ fn init() -> Result<Infallible> {
         masks::mask(&masks::MASKED)?;
         masks::read_only(&masks::READ_ONLY)?;
     }
+    // --tmpfs, --ulimit, -w: while the root is writable and init still
+    // holds every capability.
+    container::inside::prepare(&config)?;
     if hardening.read_only_root {
         security::make_root_read_only()?;
     }
