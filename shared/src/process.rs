@@ -48,6 +48,7 @@ pub struct Spawn<'a> {
     terminal: bool,
     cgroup: Option<&'a crate::cgroups::Cgroup>,
     user_namespace: Option<&'a crate::userns::IdMaps>,
+    sealed: Option<&'a crate::security::sealed::SealedBinary>,
 }
 
 impl<'a> Spawn<'a> {
@@ -59,6 +60,7 @@ impl<'a> Spawn<'a> {
             terminal,
             cgroup: None,
             user_namespace: None,
+            sealed: None,
         }
     }
 
@@ -88,6 +90,17 @@ impl<'a> Spawn<'a> {
         self
     }
 
+    /// Stage 09: exec init from `binary`, a read-only mount of this
+    /// binary no one else can reach, instead of `/proc/self/exe`
+    /// (CVE-2019-5736, see [`crate::security::sealed`]).
+    pub fn from_sealed_binary(
+        mut self,
+        binary: &'a crate::security::sealed::SealedBinary,
+    ) -> Spawn<'a> {
+        self.sealed = Some(binary);
+        self
+    }
+
     /// Create init and exec `/proc/self/exe init` in it.
     pub fn start(self) -> Result<InitProcess> {
         spawn(self)
@@ -98,13 +111,22 @@ impl<'a> Spawn<'a> {
 /// so that after it the child only makes syscalls and execs.
 pub(crate) struct InitExec {
     exe: CString,
+    /// Exec this fd (`execveat`) instead of `exe`: a sealed binary.
+    exe_fd: Option<RawFd>,
     argv: Vec<CString>,
     envp: Vec<CString>,
     /// (fd here, fd number in init)
     fds: Vec<(RawFd, RawFd)>,
     stdin: Stdin,
     step: String,
+    /// The sealed binary's fd in run, moved to `SEALED_EXE_FD` first thing.
+    sealed_source: Option<RawFd>,
 }
+
+/// Where init keeps the sealed binary's fd until `execveat`: above every fd
+/// it places, so placing them cannot clobber it; close-on-exec, so the
+/// container never holds it.
+const SEALED_EXE_FD: RawFd = 100;
 
 /// run's handle on the container's init process.
 #[derive(Debug)]
@@ -129,8 +151,17 @@ fn spawn(spec: Spawn<'_>) -> Result<InitProcess> {
             .iter()
             .map(|(fd, target)| (fd.as_raw_fd(), *target)),
     );
+    let exe_fd = spec.sealed.map(|binary| binary.raw_fd());
+    let step = match exe_fd {
+        Some(_) => format!(
+            "execveat(fd {SEALED_EXE_FD}, \"\", {}, AT_EMPTY_PATH)",
+            trace::quote_list(&args)
+        ),
+        None => format!("execve(\"/proc/self/exe\", {})", trace::quote_list(&args)),
+    };
     let plan = InitExec {
         exe: CString::new("/proc/self/exe").map_err(|_| Error::Protocol("exe path".into()))?,
+        exe_fd: exe_fd.map(|_| SEALED_EXE_FD),
         argv: to_cstrings(&args)?,
         // init starts with an empty environment: what it needs is in its
         // config, and nothing of the caller's environment should reach the
@@ -138,7 +169,8 @@ fn spawn(spec: Spawn<'_>) -> Result<InitProcess> {
         envp: Vec::new(),
         fds,
         stdin: spec.stdin,
-        step: format!("execve(\"/proc/self/exe\", {})", trace::quote_list(&args)),
+        step,
+        sealed_source: exe_fd,
     };
     TERMINAL.store(spec.terminal, Ordering::SeqCst);
 
@@ -269,11 +301,13 @@ fn clone3_into_cgroup(
 pub(crate) fn child_exec(plan: &InitExec, init_end: &OwnedFd) -> ! {
     let InitExec {
         exe,
+        exe_fd,
         argv,
         envp,
         fds,
         stdin,
         step: exec_step,
+        sealed_source,
     } = plan;
     let (fds, stdin, exec_step) = (fds.as_slice(), *stdin, exec_step.as_str());
     trace::forked_child();
@@ -286,6 +320,12 @@ pub(crate) fn child_exec(plan: &InitExec, init_end: &OwnedFd) -> ! {
             "prctl(PR_SET_PDEATHSIG, SIGKILL)",
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
         )?;
+        if let Some(source) = sealed_source {
+            trace::step(
+                format!("dup3({source}, {SEALED_EXE_FD}, O_CLOEXEC)"),
+                nix::unistd::dup3(*source, SEALED_EXE_FD, nix::fcntl::OFlag::O_CLOEXEC).map(drop),
+            )?;
+        }
         place_fds(fds)?;
         sync::adopt(SYNC_FD);
         if stdin == Stdin::Null {
@@ -295,9 +335,12 @@ pub(crate) fn child_exec(plan: &InitExec, init_end: &OwnedFd) -> ! {
         // (a `9</tmp` on run's command line, say) stop at this exec.
         cloexec_all_but(fds)?;
         trace::note(exec_step, None);
-        let errno = match nix::unistd::execve(exe, argv, envp) {
-            Err(errno) => errno,
-            Ok(never) => match never {},
+        let errno = match exe_fd {
+            Some(fd) => crate::security::sealed::execveat(*fd, argv, envp),
+            None => match nix::unistd::execve(exe, argv, envp) {
+                Err(errno) => errno,
+                Ok(never) => match never {},
+            },
         };
         trace::failed(exec_step, errno);
         Err(Error::Sys {

@@ -18,11 +18,15 @@
  *   escape_probe module                   init_module() with 16 zero bytes
  *   escape_probe add-key                  add_key("user", …) to the process keyring
  *   escape_probe euid                     print the effective uid (installed setuid-root by a test)
+ *   escape_probe runtime-binary FILE      CVE-2019-5736: wait for a process of another binary
+ *                                         to appear, open its /proc/PID/exe, reopen that
+ *                                         O_WRONLY|O_TRUNC; write the outcome to FILE
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,8 +175,76 @@ static int add_key(void)
     return 0;
 }
 
+/*
+ * The runtime's binary, reached through /proc/PID/exe of a process that
+ * runs it inside the container (the test makes one appear with `exec` of a
+ * `#!/proc/self/exe` script and keeps it alive). O_PATH needs no right on
+ * the file; the reopen through /proc/self/fd is where the kernel decides.
+ * O_TRUNC makes the mount's read-only flag count before the text-busy
+ * check: EROFS when the runtime is sealed, ETXTBSY ("the way is open: a
+ * writer gets in the moment the runtime stops") when it is not. The file
+ * is a throwaway copy the test made; it is only ever truncated if the
+ * kernel lets the whole escape through.
+ */
+static int runtime_binary(const char *verdict_path)
+{
+    struct stat self;
+    char verdict[128] = "no process of another binary appeared within 60 s\n";
+    if (stat("/proc/self/exe", &self) < 0)
+        return refused();
+    time_t deadline = time(NULL) + 60;
+    while (time(NULL) < deadline) {
+        DIR *proc = opendir("/proc");
+        struct dirent *entry;
+        int found = 0;
+        while (proc && (entry = readdir(proc))) {
+            int pid = atoi(entry->d_name);
+            if (pid <= 0 || pid == getpid())
+                continue;
+            char path[64];
+            snprintf(path, sizeof path, "/proc/%d/exe", pid);
+            int fd = open(path, O_PATH | O_CLOEXEC);
+            if (fd < 0)
+                continue; /* non-dumpable (EACCES), or gone: keep watching */
+            struct stat exe;
+            if (fstat(fd, &exe) < 0 || (exe.st_dev == self.st_dev && exe.st_ino == self.st_ino)) {
+                close(fd);
+                continue;
+            }
+            snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+            int writable = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+            if (writable >= 0) {
+                snprintf(verdict, sizeof verdict, "ok truncated\n");
+                close(writable);
+            } else if (errno == ETXTBSY) {
+                snprintf(verdict, sizeof verdict, "ok ETXTBSY\n");
+            } else {
+                snprintf(verdict, sizeof verdict, "%s\n", strerrorname_np(errno));
+            }
+            close(fd);
+            found = 1;
+            break;
+        }
+        if (proc)
+            closedir(proc);
+        if (found)
+            break;
+        usleep(1000);
+    }
+    /* A FIFO the test reads: opening it waits for the test. */
+    FILE *out = fopen(verdict_path, "w");
+    if (!out)
+        return refused();
+    fputs(verdict, out);
+    fclose(out);
+    printf("%s", verdict);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 3 && !strcmp(argv[1], "runtime-binary"))
+        return runtime_binary(argv[2]);
     if (argc >= 3 && !strcmp(argv[1], "open-write"))
         return open_write(argv[2]);
     if (argc >= 3 && !strcmp(argv[1], "open-read"))

@@ -179,3 +179,138 @@ fn stage_09_closes_every_way_out() {
     }
     insta::assert_snapshot!(format!("escapes_09_{}", cgroup_mode()), report(&outcomes));
 }
+
+/// A throwaway copy of a stage binary and the container it started; the
+/// container is removed (by the copy) when this is dropped.
+struct CopiedRuntime {
+    _dir: tempfile::TempDir,
+    binary: std::path::PathBuf,
+    container: String,
+}
+
+impl CopiedRuntime {
+    fn command(&self) -> Command {
+        let env = minibox_tests::test_env();
+        let mut cmd = Command::new(&self.binary);
+        cmd.env("NO_COLOR", "1")
+            .env_remove("MINIBOX_TRACE")
+            .env("MINIBOX_ROOT", &env.root)
+            .env("MINIBOX_CGROUP_PARENT", &env.cgroup_parent);
+        minibox_tests::without_inherited_fds(&mut cmd);
+        cmd
+    }
+
+    fn fingerprint(&self) -> (u64, u64) {
+        use std::hash::{Hash, Hasher};
+        let bytes = std::fs::read(&self.binary).expect("read the copy");
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut hasher);
+        (bytes.len() as u64, hasher.finish())
+    }
+}
+
+impl Drop for CopiedRuntime {
+    fn drop(&mut self) {
+        let _ = self.command().args(["rm", "-f", &self.container]).output();
+    }
+}
+
+/// CVE-2019-5736 on a throwaway copy of `stage`'s binary: a container
+/// started by the copy watches its PID namespace; `exec` runs a script
+/// `#!/proc/self/exe`, so the kernel starts *the runtime binary* inside the
+/// container as the interpreter. Its error message cannot leave (its stderr
+/// is a pipe the test filled), which keeps it there while the probe opens
+/// its `/proc/PID/exe` and reopens that for writing. The verdict arrives
+/// through a FIFO; then the pipe is closed and the copy compared.
+fn runtime_binary_probe(stage: &str) -> String {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let binary = dir.path().join(stage);
+    std::fs::copy(minibox_tests::stage_bin(stage), &binary).expect("copy the stage binary");
+    let probe_dir = dir.path().join("probe");
+    std::fs::create_dir(&probe_dir).expect("mkdir");
+    let probe = probe_dir.join("escape_probe");
+    std::fs::write(&probe, minibox_tests::ESCAPE_PROBE).expect("write the probe");
+    let script = probe_dir.join("evil");
+    std::fs::write(&script, "#!/proc/self/exe\n").expect("write the script");
+    for file in [&probe, &script] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let verdict = probe_dir.join("verdict");
+    nix::unistd::mkfifo(&verdict, nix::sys::stat::Mode::from_bits_truncate(0o666)).expect("mkfifo");
+    let runtime = CopiedRuntime {
+        binary,
+        container: format!("minibox-test-5736-{}-{}", &stage[..2], std::process::id()),
+        _dir: dir,
+    };
+    let before = runtime.fingerprint();
+
+    let mut run = runtime.command();
+    run.args(["run", "-d", "--trace", "off", "--name", &runtime.container])
+        .arg("--rootfs")
+        .arg(minibox_tests::default_rootfs())
+        .arg("-v")
+        .arg(format!("{}:/probe", probe_dir.display()));
+    if minibox_tests::number(stage) >= 8 {
+        run.args(["--network", "none"]);
+    }
+    let started = run
+        .args(["/probe/escape_probe", "runtime-binary", "/probe/verdict"])
+        .output()
+        .expect("start the container");
+    assert!(started.status.success(), "{stage}: {}", stderr(&started));
+
+    // A pipe with no room left: whatever writes to it waits.
+    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+    let flags = nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(write_end.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).expect("fcntl");
+    let chunk = [b'.'; 4096];
+    while nix::unistd::write(&write_end, &chunk).is_ok() {}
+    nix::fcntl::fcntl(
+        write_end.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .expect("fcntl");
+    let mut exec = runtime
+        .command()
+        .args(["exec", "--trace", "off", &runtime.container, "/probe/evil"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(write_end))
+        .spawn()
+        .expect("start exec");
+
+    // The probe opens the FIFO for writing once it has its verdict.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::read_to_string(verdict));
+    });
+    let said = rx
+        .recv_timeout(Duration::from_secs(90))
+        .expect("the probe gave no verdict")
+        .expect("read the verdict");
+    drop(read_end);
+    let _ = exec.wait();
+    assert_eq!(
+        runtime.fingerprint(),
+        before,
+        "{stage}: the copy of the runtime binary was changed ({said})"
+    );
+    said.trim().to_string()
+}
+
+/// In 07 and 08 the container reaches the runtime's binary through a rw
+/// mount: only the kernel's "text busy" (while some minibox process still
+/// runs it) stands between it and the host's binary.
+#[rstest::rstest]
+fn the_runtime_binary_is_reachable_before_stage_09(#[values("07-full", "08-network")] stage: &str) {
+    require_root!();
+    assert_eq!(runtime_binary_probe(stage), "ok ETXTBSY");
+}
+
+/// In 09 the binary inside the container is a read-only mount of its own.
+#[test]
+fn stage_09_seals_the_runtime_binary() {
+    require_root!();
+    assert_eq!(runtime_binary_probe("09-hardening"), "EROFS");
+}

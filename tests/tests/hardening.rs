@@ -245,3 +245,63 @@ fn bad_hardening_flags_are_one_line_and_leave_nothing() {
         .unwrap_or_default();
     assert!(left.is_empty(), "a refused run left {left:?}");
 }
+
+/// `exec` into a hardened container: the process gets the container's
+/// privileges (capabilities, seccomp, no_new_privs, its user unless `-u`
+/// says otherwise), as with docker, not the full set of the host's root.
+#[test]
+fn exec_gets_the_containers_privileges() {
+    require_root!();
+    let name = format!("minibox-test-exec-priv-{}", std::process::id());
+    let started = stage_command(STAGE)
+        .args(["run", "-d", "--trace", "off", "--name", &name])
+        .args(compat_flags(STAGE).iter().filter(|f| *f != "--rm"))
+        .args([
+            "--cap-drop",
+            "NET_RAW",
+            "--security-opt",
+            "no-new-privileges",
+        ])
+        .args(["-u", "nobody", "sleep", "1000"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run -d");
+    assert!(started.status.success(), "{}", stderr(&started));
+    let exec = |args: &[&str]| {
+        stage_command(STAGE)
+            .args(["exec", "--trace", "off"])
+            .args(args)
+            .timeout(Duration::from_secs(60))
+            .output()
+            .expect("exec")
+    };
+    let own = exec(&[&name, "sh", "-c", "id -u; cat /proc/self/status"]);
+    let as_root = exec(&[
+        "-u",
+        "root",
+        &name,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/status",
+    ]);
+    let by_name = exec(&["-u", "nobody:nogroup", &name, "id"]);
+    let _ = stage_command(STAGE).args(["rm", "-f", &name]).output();
+    for out in [&own, &as_root, &by_name] {
+        assert!(out.status.success(), "{}", stderr(out));
+    }
+    let own = stdout(&own);
+    assert!(own.starts_with("65534\n"), "{own}");
+    assert_eq!(status_line(&own, "CapEff"), "0000000000000000");
+    let as_root = stdout(&as_root);
+    assert!(as_root.starts_with("0\n"), "{as_root}");
+    // docker's 14 without NET_RAW (bit 13).
+    assert_eq!(status_line(&as_root, "CapBnd"), "00000000a80405fb");
+    assert_eq!(status_line(&as_root, "CapEff"), "00000000a80405fb");
+    assert_eq!(status_line(&as_root, "Seccomp"), "2");
+    assert_eq!(status_line(&as_root, "NoNewPrivs"), "1");
+    assert!(
+        stdout(&by_name).contains("uid=65534(nobody) gid=65534(nogroup)"),
+        "{}",
+        stdout(&by_name)
+    );
+}

@@ -5,12 +5,20 @@
 //! our processes really inside. Before it execs, the child drops everything
 //! of ours (fds, signal dispositions), changes to its working directory and
 //! checks that directory is inside the container (CVE-2024-21626), and
-//! takes the user it is asked to run as.
+//! takes the user it is asked to run as (`-u`, names looked up in the
+//! container's own `/etc/passwd`).
+//!
+//! A hardened container (stage 09) gets the same privileges for every
+//! process `exec` starts as for its command: `exec` first becomes its own
+//! binary again from a read-only mount ([`crate::security::sealed`]), is
+//! non-dumpable while it is inside, and its child drops capabilities, sets
+//! `no_new_privs` and loads the container's seccomp filter before exec.
 
 use super::state::{self, Condition};
 use crate::cgroups::{Cgroup, Hierarchy};
 use crate::error::{Error, Result};
 use crate::process::{self, Exit, Stdin};
+use crate::security::{self, sealed, users, Hardening};
 use crate::{command, namespaces, trace};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -24,8 +32,8 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     /// `-w`: the working directory inside the container [default: /].
     pub workdir: Option<PathBuf>,
-    /// `-u UID[:GID]`.
-    pub user: Option<(u32, Option<u32>)>,
+    /// `-u USER[:GROUP]` [default: the container's own `-u`].
+    pub user: Option<users::UserSpec>,
 }
 
 pub fn exec(request: ExecRequest) -> Result<Exit> {
@@ -43,6 +51,13 @@ pub fn exec(request: ExecRequest) -> Result<Exit> {
         .init
         .clone()
         .ok_or_else(|| Error::NotRunning(container.name.clone()))?;
+    let hardening = Hardening::saved_for(&container.id)?;
+    if hardening.is_some() {
+        // Our child will be this binary inside the container until it
+        // execs: it must be the read-only copy, and not open to ptrace.
+        sealed::reexec_sealed()?;
+        security::make_non_dumpable()?;
+    }
     // Open (and so pin) its namespaces first, then check the pid still
     // names our init: a pid reused between the two would be caught here.
     let handles = namespaces::open(init.pid)?;
@@ -60,7 +75,9 @@ pub fn exec(request: ExecRequest) -> Result<Exit> {
     let program = command::lookup(&request.command[0], &env)?;
     trace::flush();
     let workdir = request.workdir;
-    let user = request.user;
+    let user = request
+        .user
+        .or_else(|| hardening.as_ref().and_then(|h| h.user.clone()));
     let child = process::fork_exec(
         program.as_os_str(),
         &request.command,
@@ -76,40 +93,14 @@ pub fn exec(request: ExecRequest) -> Result<Exit> {
                     nix::unistd::chdir(dir),
                 )?;
             }
-            if let Some((uid, gid)) = user {
-                become_user(uid, gid.unwrap_or(uid))?;
+            // setns into the mount namespace made the container's root ours:
+            // these are the image's /etc/passwd and /etc/group.
+            let user = user.as_ref().map(users::resolve_in_root).transpose()?;
+            match hardening {
+                Some(hardening) => hardening.drop_privileges(user.as_ref()),
+                None => user.as_ref().map_or(Ok(()), users::become_user),
             }
-            Ok(())
         },
     )?;
     child.wait()
-}
-
-/// Drop to `uid`/`gid` with no supplementary groups: groups first, while
-/// we still may change them.
-fn become_user(uid: u32, gid: u32) -> Result<()> {
-    use nix::unistd::{Gid, Uid};
-    trace::step("setgroups([])", nix::unistd::setgroups(&[]))?;
-    let gid = Gid::from_raw(gid);
-    trace::step(
-        format!("setresgid({gid}, {gid}, {gid})"),
-        nix::unistd::setresgid(gid, gid, gid),
-    )?;
-    let uid = Uid::from_raw(uid);
-    trace::step(
-        format!("setresuid({uid}, {uid}, {uid})"),
-        nix::unistd::setresuid(uid, uid, uid),
-    )
-}
-
-/// `-u UID[:GID]` (numeric; names come with stage 09).
-pub fn parse_user(text: &str) -> std::result::Result<(u32, Option<u32>), String> {
-    let bad = || "expected UID or UID:GID (numbers)".to_string();
-    match text.split_once(':') {
-        Some((uid, gid)) => Ok((
-            uid.parse().map_err(|_| bad())?,
-            Some(gid.parse().map_err(|_| bad())?),
-        )),
-        None => Ok((text.parse().map_err(|_| bad())?, None)),
-    }
 }

@@ -381,9 +381,9 @@ pub struct ExecArgs {
     /// Working directory inside the container
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
-    /// Run as UID[:GID]
-    #[arg(short, long, value_name = "UID[:GID]", value_parser = exec::parse_user)]
-    pub user: Option<(u32, Option<u32>)>,
+    /// Run as USER[:GROUP] (names or numbers, looked up in the container's /etc/passwd)
+    #[arg(short, long, value_name = "USER[:GROUP]", value_parser = crate::security::users::parse)]
+    pub user: Option<crate::security::users::UserSpec>,
     #[arg(
         long,
         value_enum,

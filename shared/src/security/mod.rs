@@ -17,6 +17,7 @@
 
 pub mod caps;
 pub mod masks;
+pub mod sealed;
 pub mod seccomp;
 pub mod users;
 
@@ -175,9 +176,64 @@ pub fn protect_init(oom_score_adj: Option<i32>) -> Result<()> {
     if let Some(adj) = oom_score_adj {
         write_proc("/proc/self/oom_score_adj", &adj.to_string())?;
     }
+    make_non_dumpable()
+}
+
+/// `prctl(PR_SET_DUMPABLE, 0)`, for init and for `exec`'s process.
+pub fn make_non_dumpable() -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     let ret = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     trace::step("prctl(PR_SET_DUMPABLE, 0)", Errno::result(ret).map(drop))
+}
+
+impl Hardening {
+    /// The last steps before `execve`, in the kernel's order: the bounding
+    /// set, no new privileges, the seccomp filter (installing one takes
+    /// `no_new_privs` or `CAP_SYS_ADMIN`, which root keeps in its
+    /// effective set until the user changes or it execs), then the user.
+    /// init runs them for the command, `exec`'s child for its own.
+    pub fn drop_privileges(self, user: Option<&users::Resolved>) -> Result<()> {
+        caps::limit_to(self.capabilities)?;
+        if self.no_new_privileges {
+            set_no_new_privs()?;
+        }
+        if let Some(filter) = self.seccomp {
+            filter.load()?;
+        }
+        match user {
+            Some(user) => users::become_user(user),
+            None => Ok(()),
+        }
+    }
+
+    /// Kept beside the container's record (0600): `exec` gives the
+    /// processes it starts the same privileges as the command, as docker
+    /// does.
+    pub fn save_for(&self, id: &str) -> Result<()> {
+        let json = serde_json::to_vec(self)
+            .map_err(|e| crate::error::Error::Protocol(format!("encode hardening: {e}")))?;
+        crate::paths::write_atomic(&saved_path(id), &json, false)
+    }
+
+    /// What [`Hardening::save_for`] kept for container `id`; `None` for a
+    /// container of a stage before 09.
+    pub fn saved_for(id: &str) -> Result<Option<Hardening>> {
+        let path = saved_path(id);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| crate::error::Error::Protocol(format!("{}: {e}", path.display()))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(cause) => Err(crate::error::Error::io(
+                format!("read {}", path.display()),
+                cause,
+            )),
+        }
+    }
+}
+
+fn saved_path(id: &str) -> std::path::PathBuf {
+    crate::layer::container_dir(id).join("hardening.json")
 }
 
 /// `/dev/shm` (POSIX shared memory, a tmpfs of the container's own) and

@@ -21,7 +21,8 @@ use minibox::layer::{self, Layer};
 use minibox::lock::ContainerLock;
 use minibox::network::{self, Plan};
 use minibox::process::{self, Exit, Spawn};
-use minibox::security::{self, caps, masks, users};
+use minibox::security::sealed::SealedBinary;
+use minibox::security::{self, masks, users};
 use minibox::sync::RunLink;
 use minibox::{command, mounts, namespaces, rootfs, trace, volumes};
 use std::convert::Infallible;
@@ -125,8 +126,11 @@ fn run(args: RunArgs) -> Result<Exit> {
 
     // The cgroup exists, limits and all, before init exists.
     let hierarchy = Hierarchy::detect()?;
-    // What the container may do, decided here: init only carries it out.
-    config.hardening = Some(args.security.hardening(&hierarchy)?);
+    // What the container may do, decided here: init only carries it out,
+    // and `exec` gives its processes the same.
+    let hardening = args.security.hardening(&hierarchy)?;
+    hardening.save_for(&id)?;
+    config.hardening = Some(hardening);
     cgroups::remove_stale(&hierarchy, &args.resources.cgroup_parent)?;
     layer::remove_stale(container::state::exists);
     let mut cgroup = Cgroup::create(hierarchy, &args.resources.cgroup_parent, &id, &limits)?;
@@ -149,9 +153,13 @@ fn run(args: RunArgs) -> Result<Exit> {
     let shared_network = args.network.shared_namespace()?;
     config.join_network = shared_network.is_some();
 
+    // init runs this binary inside the container until it execs: from a
+    // read-only mount of it that nothing else can reach (CVE-2019-5736).
+    let binary = SealedBinary::open()?;
     let config_pipe = ConfigPipe::new()?;
     let namespaces = args.network.namespaces(namespaces::CONTAINER);
     let mut init = Spawn::new(namespaces, stdin, args.options.terminal())
+        .from_sealed_binary(&binary)
         .pass_fd(config_pipe.read_end(), CONFIG_FD)
         .pass_fds(container::log_fds(log.as_ref()))
         .pass_fds(
@@ -255,15 +263,6 @@ fn init() -> Result<Infallible> {
         .as_ref()
         .map(users::resolve_in_root)
         .transpose()?;
-    caps::limit_to(hardening.capabilities)?;
-    if hardening.no_new_privileges {
-        security::set_no_new_privs()?;
-    }
-    if let Some(filter) = hardening.seccomp {
-        filter.load()?;
-    }
-    if let Some(user) = &user {
-        users::become_user(user)?;
-    }
+    hardening.drop_privileges(user.as_ref())?;
     Ok(command::exec(&run, &config.command, &config.env)?)
 }
