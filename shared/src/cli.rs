@@ -406,7 +406,7 @@ impl SecurityOptions {
             true => None,
             false => choice
                 .into_profile()
-                .map(|profile| profile.compile(capabilities))
+                .map(|profile| profile.compile_cached(capabilities))
                 .transpose()?,
         };
         Ok(crate::security::Hardening {

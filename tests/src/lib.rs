@@ -371,6 +371,8 @@ pub fn redact_trace(trace: &str) -> String {
         (r"host pid \d+", "host pid [PID]"),
         (r"(waitpid|kill)\(\d+", "$1([PID]"),
         (r#"cgroup.procs", "\d+""#, r#"cgroup.procs", "[PID]""#),
+        // The seccomp cache's key hashes the kernel version, among others.
+        (r"seccomp/[0-9a-f]{12}…", "seccomp/[KEY]…"),
         (r"/[0-9a-f]{12}\b", "/[ID]"),
         (r"minibox-test-\d+", "[PARENT]"),
         // The config's size depends on the rootfs path of the checkout.

@@ -140,7 +140,9 @@ fn podman_view(podman: &Path, runc: &Path) -> Result<String, String> {
         .arg("--cgroup-parent")
         .arg(&parent)
         .arg("--rootfs")
-        .arg(default_rootfs())
+        // `:O`: an overlay over the rootfs, which podman would otherwise
+        // write into (/etc/hosts, /etc/mtab, /run/.containerenv).
+        .arg(format!("{}:O", default_rootfs().display()))
         .args(["sh", "-c", SCRIPT])
         .output()
         .map_err(|e| e.to_string())?;

@@ -19,8 +19,15 @@ fn run(flags: &[&str], script: &str) -> Output {
 
 /// The same with its own state root.
 fn run_in(root: &std::path::Path, flags: &[&str], script: &str) -> Output {
+    // Another state root needs another cgroup parent: a run removes the
+    // cgroups under its parent that its state root does not know.
+    let mut parent = test_env().cgroup_parent.clone();
+    if root != test_env().root {
+        parent.push_str("-own-root");
+    }
     stage_command(STAGE)
         .env("MINIBOX_ROOT", root)
+        .env("MINIBOX_CGROUP_PARENT", parent)
         .arg("run")
         .args(compat_flags(STAGE))
         .args(["--trace", "off"])
@@ -304,4 +311,53 @@ fn exec_gets_the_containers_privileges() {
         "{}",
         stdout(&by_name)
     );
+}
+
+/// The compiled seccomp filter is cached under the state root, private,
+/// and a damaged cache file is compiled again and replaced, never loaded.
+#[test]
+fn the_seccomp_cache_is_private_and_a_damaged_entry_is_replaced() {
+    require_root!();
+    let root = tempfile::tempdir().expect("a state root");
+    // Its own state root, so its own cgroup parent too: a run removes the
+    // cgroups under its parent that its state root does not know.
+    let parent = format!("{}-seccache", test_env().cgroup_parent);
+    let traced = |what: &str| {
+        let out = stage_command(STAGE)
+            .env("MINIBOX_ROOT", root.path())
+            .env("MINIBOX_CGROUP_PARENT", &parent)
+            .arg("run")
+            .args(compat_flags(STAGE))
+            .args(["--trace", "tree", "true"])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .expect("run 09-hardening");
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        stderr(&out)
+    };
+    let first = traced("first run");
+    assert!(
+        first.contains("libseccomp: compile the builtin default profile"),
+        "{first}"
+    );
+    let dir = root.path().join("seccomp");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the cache")
+        .flatten()
+        .collect();
+    assert_eq!(entries.len(), 1, "one profile, one entry");
+    let entry = entries[0].path();
+    assert_eq!(mode(&entry), 0o600);
+
+    let second = traced("second run");
+    assert!(second.contains("the filter compiled before"), "{second}");
+
+    std::fs::write(&entry, b"{\"program\": [").expect("damage the entry");
+    let third = traced("run with a damaged cache");
+    assert!(third.contains("libseccomp: compile"), "{third}");
+    let repaired = std::fs::read_to_string(&entry).expect("read the entry");
+    assert!(serde_json::from_str::<serde_json::Value>(&repaired).is_ok());
 }
