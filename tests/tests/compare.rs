@@ -122,7 +122,18 @@ fn podman_view(podman: &Path, runc: &Path) -> Result<String, String> {
     // removes with the rest of it: podman removes its cgroups only after
     // it has returned.
     let parent = format!("/{}/podman", test_env().cgroup_parent);
-    let out = Command::new(podman)
+    // In a mount namespace of its own with a fresh /run: podman and the
+    // runc it drives keep state there (/run/libpod, /run/runc, …), which
+    // must not outlive the test on the host.
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .args([
+            "sh",
+            "-c",
+            "mount -t tmpfs -o mode=0755 minibox-test /run && exec \"$@\"",
+            "sh",
+        ])
+        .arg(podman)
         .arg("--root")
         .arg(dir.path().join("root"))
         .arg("--runroot")
