@@ -140,3 +140,144 @@ impl UserNamespace {
         self.layer.as_ref()
     }
 }
+
+/// The container's cgroup. As root, stage 05's. An ordinary user may
+/// write no cgroup on a v1 (or hybrid) machine — the trees are root's —
+/// so there a rootless container gets none, and asking for limits is an
+/// error rather than limits silently dropped. On v2 the user's own cgroup
+/// is used when it is writable (delegated, as systemd's `user@.service`
+/// does): the container's cgroup goes below it.
+pub fn cgroup(
+    hierarchy: crate::cgroups::Hierarchy,
+    parent: &str,
+    id: &str,
+    limits: &crate::cgroups::Limits,
+) -> Result<crate::cgroups::Cgroup> {
+    use crate::cgroups::{Cgroup, Hierarchy};
+    if nix::unistd::geteuid().is_root() {
+        return Cgroup::create(hierarchy, parent, id, limits);
+    }
+    let limited = *limits != crate::cgroups::Limits::default();
+    let why = match &hierarchy {
+        Hierarchy::Unified { root } => {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            let own = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::/"))
+                .unwrap_or("")
+                .to_string();
+            let dir = root.join(&own);
+            if !own.is_empty() && nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_ok()
+            {
+                trace::note(
+                    format!("access({:?}, W_OK)", dir.display().to_string()),
+                    Some("delegated to you: the container's cgroup goes below it".into()),
+                );
+                return Cgroup::create(hierarchy, &format!("{own}/{parent}"), id, limits);
+            }
+            format!("your cgroup /{own} is not delegated to you (not writable)")
+        }
+        Hierarchy::Legacy { mode, .. } => {
+            format!("cgroup {mode}: its trees belong to root, and rootless containers get cgroups only from a delegated cgroup v2 subtree")
+        }
+    };
+    if limited {
+        return Err(Error::Usage(format!(
+            "resource limits are unavailable to a rootless container here: {why}"
+        )));
+    }
+    trace::note("no cgroup", Some(format!("rootless: {why}")));
+    Ok(Cgroup::none(hierarchy.mode()))
+}
+
+/// Rootless: `--network none` unless another mode was typed — a bridge
+/// and its veths are made in the host's network namespace, which only
+/// root may change; `host` is allowed (the container then shares the
+/// user's own network).
+pub fn rootless_network(options: &mut crate::cli::NetworkOptions) -> Result<()> {
+    use crate::network::Mode;
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let typed = crate::cli::typed_args()
+        .iter()
+        .any(|a| a == "--network" || a.starts_with("--network="));
+    match &options.network {
+        Mode::Network(name) if typed => Err(Error::Usage(format!(
+            "--network {name} needs root (its bridge and veths live in the host's network namespace): use --network none or host"
+        ))),
+        Mode::Network(_) => {
+            trace::note("--network none", Some("rootless default: a bridge needs root".into()));
+            options.network = Mode::None;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Rootless: delete `dir` as container root — in a fresh user namespace
+/// with the user's maps, where the files the container's other users made
+/// (host ids of the subordinate range) are root's to delete. podman does
+/// the same (`podman unshare`).
+pub fn remove_as_container_root(dir: &std::path::Path) -> Result<()> {
+    use nix::unistd::{ForkResult, Uid};
+    let uid = nix::unistd::geteuid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .ok_or_else(|| Error::Usage(format!("uid {uid} has no name in /etc/passwd")))?;
+    let maps = maps::rootless(&user.name, uid.as_raw(), nix::unistd::getegid().as_raw())?;
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| Error::Sys {
+            step: "pipe2".into(),
+            errno,
+        })?;
+    let (go_r, go_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| Error::Sys {
+            step: "pipe2".into(),
+            errno,
+        })?;
+    // SAFETY: single-threaded; the child makes syscalls, deletes, exits.
+    match unsafe { nix::unistd::fork() } {
+        Err(errno) => trace::step("fork()", Err(errno)),
+        Ok(ForkResult::Child) => {
+            drop(ready_r);
+            drop(go_w);
+            let ok = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_ok()
+                && nix::unistd::write(&ready_w, b"u").is_ok()
+                && nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&go_r), &mut [0u8; 1])
+                    .is_ok_and(|n| n == 1)
+                && nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+                    .is_ok()
+                && std::fs::remove_dir_all(dir).is_ok();
+            // SAFETY: _exit skips the exit handlers, which are the parent's.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(ready_w);
+            drop(go_r);
+            let mut byte = [0u8; 1];
+            let ready = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&ready_r), &mut byte)
+                .is_ok_and(|n| n == 1);
+            let written = ready && maps::write(child.as_raw(), &maps).is_ok();
+            if written {
+                let _ = nix::unistd::write(&go_w, b"g");
+            }
+            drop(go_w);
+            let status = nix::sys::wait::waitpid(child, None);
+            let ok = written && matches!(status, Ok(nix::sys::wait::WaitStatus::Exited(_, 0)));
+            let step = format!(
+                "rm -r {:?} as container root (a user namespace with your maps)",
+                dir.display().to_string()
+            );
+            trace::step(
+                step,
+                if ok {
+                    Ok(())
+                } else {
+                    Err(nix::errno::Errno::EACCES)
+                },
+            )
+        }
+    }
+}

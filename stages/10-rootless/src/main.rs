@@ -14,7 +14,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
-use minibox::cgroups::{self, devices, Cgroup, Hierarchy};
+use minibox::cgroups::{self, devices, Hierarchy};
 use minibox::cli::{
     self, ContainerOptions, ImageArgs, NetworkOptions, ResourceOptions, RunOptions, SecurityOptions,
 };
@@ -80,7 +80,7 @@ fn main() -> ExitCode {
 }
 
 /// The parent, on the host: start init in new namespaces, wait for it.
-fn run(args: RunArgs) -> Result<Exit> {
+fn run(mut args: RunArgs) -> Result<Exit> {
     trace::start(args.options.trace);
     args.container.hide_values()?;
     process::catch_signals();
@@ -91,10 +91,11 @@ fn run(args: RunArgs) -> Result<Exit> {
     let (image, argv) = args.container.image_and_command(&args.image)?;
     args.image.prepare_volumes()?;
     args.container.check(&args.options)?;
-    args.network.check()?;
     // Whose ids the container's are, decided before anything exists: a
     // missing subordinate range is an error here, not a half-made container.
     let mut user_namespace = args.userns.user_namespace()?;
+    userns::rootless_network(&mut args.network)?;
+    args.network.check()?;
     let defaults = command::container_env(&hostname, args.options.terminal());
     let env = args.container.environment(defaults)?;
 
@@ -138,7 +139,8 @@ fn run(args: RunArgs) -> Result<Exit> {
     config.hardening = Some(args.security.hardening(&hierarchy)?);
     cgroups::remove_stale(&hierarchy, &args.resources.cgroup_parent)?;
     layer::remove_stale(container::state::exists);
-    let mut cgroup = Cgroup::create(hierarchy, &args.resources.cgroup_parent, &id, &limits)?;
+    // Rootless, a cgroup only where one is the user's to write.
+    let mut cgroup = userns::cgroup(hierarchy, &args.resources.cgroup_parent, &id, &limits)?;
     // Which devices the container may open, before init exists.
     devices::apply(&cgroup, &args.security.device_rules())?;
     let layer = Layer::create(&id, &image)?;
