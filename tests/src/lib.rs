@@ -120,7 +120,12 @@ pub fn own_root_stages(
 pub struct TestEnv {
     pub root: PathBuf,
     pub cgroup_parent: String,
+    /// A subuid/subgid file granting `minibox` [`REMAP_START`]+65536.
+    pub subids: PathBuf,
 }
+
+/// The host uid of container root in stage 10's remapped containers.
+pub const REMAP_START: u32 = 100000;
 
 pub fn test_env() -> &'static TestEnv {
     static ENV: std::sync::OnceLock<TestEnv> = std::sync::OnceLock::new();
@@ -130,9 +135,13 @@ pub fn test_env() -> &'static TestEnv {
         let tag = format!("minibox-test-{}", std::process::id());
         let root = std::env::temp_dir().join(&tag);
         std::fs::create_dir_all(&root).expect("create the test state root");
+        let subids = root.join("subids");
+        std::fs::write(&subids, format!("minibox:{REMAP_START}:65536\n"))
+            .expect("write the test's subuid file");
         TestEnv {
             root,
             cgroup_parent: tag,
+            subids,
         }
     })
 }
@@ -207,7 +216,10 @@ pub fn stage_process(stage: &str) -> std::process::Command {
     cmd.env("NO_COLOR", "1")
         .env_remove("MINIBOX_TRACE")
         .env("MINIBOX_ROOT", &env.root)
-        .env("MINIBOX_CGROUP_PARENT", &env.cgroup_parent);
+        .env("MINIBOX_CGROUP_PARENT", &env.cgroup_parent)
+        // Stage 10's remapped root: a `minibox` range without touching /etc.
+        .env("MINIBOX_SUBUID", &env.subids)
+        .env("MINIBOX_SUBGID", &env.subids);
     without_inherited_fds(&mut cmd);
     cmd
 }

@@ -226,7 +226,11 @@ pub fn remove_as_container_root(dir: &std::path::Path) -> Result<()> {
         .ok()
         .flatten()
         .ok_or_else(|| Error::Usage(format!("uid {uid} has no name in /etc/passwd")))?;
-    let maps = maps::rootless(&user.name, uid.as_raw(), nix::unistd::getegid().as_raw())?;
+    let gid = nix::unistd::getegid().as_raw();
+    // Without a subordinate range, the container had only the user's own
+    // id (`--userns=single`): that map is enough to delete its files.
+    let maps = maps::rootless(&user.name, uid.as_raw(), gid)
+        .unwrap_or_else(|_| maps::single(uid.as_raw(), gid));
     let (ready_r, ready_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| Error::Sys {
             step: "pipe2".into(),
