@@ -27,7 +27,7 @@ use std::process::Output;
 /// The stage binaries, in course order: the one table of stages. The
 /// templates below are the sets of stages tests run across; a new stage is
 /// added here and to the templates it belongs to, nowhere else.
-pub const STAGES: [&str; 9] = [
+pub const STAGES: [&str; 10] = [
     "01-namespaces",
     "02-proc-mount",
     "03-pipe-args",
@@ -37,6 +37,7 @@ pub const STAGES: [&str; 9] = [
     "07-full",
     "08-network",
     "09-hardening",
+    "10-rootless",
 ];
 
 /// The stage's number: `"05-cgroups"` → 5.
@@ -61,7 +62,8 @@ pub fn every_stage(
         minibox_tests::STAGES[5],
         minibox_tests::STAGES[6],
         minibox_tests::STAGES[7],
-        minibox_tests::STAGES[8]
+        minibox_tests::STAGES[8],
+        minibox_tests::STAGES[9]
     )]
     stage: &str,
 ) {
@@ -91,7 +93,8 @@ pub fn limited_stages(
         minibox_tests::STAGES[5],
         minibox_tests::STAGES[6],
         minibox_tests::STAGES[7],
-        minibox_tests::STAGES[8]
+        minibox_tests::STAGES[8],
+        minibox_tests::STAGES[9]
     )]
     stage: &str,
 ) {
@@ -108,7 +111,8 @@ pub fn own_root_stages(
         minibox_tests::STAGES[5],
         minibox_tests::STAGES[6],
         minibox_tests::STAGES[7],
-        minibox_tests::STAGES[8]
+        minibox_tests::STAGES[8],
+        minibox_tests::STAGES[9]
     )]
     stage: &str,
 ) {
