@@ -385,6 +385,8 @@ pub fn redact_trace(trace: &str) -> String {
         (r"pidfd_open\(\d+\)", "pidfd_open([PID])"),
         (r"→ pid \d+", "→ pid [PID]"),
         (r"host pid \d+", "host pid [PID]"),
+        // Stage 10's middle process.
+        (r"child pid \d+", "child pid [PID]"),
         (r"(waitpid|kill)\(\d+", "$1([PID]"),
         (r#"cgroup.procs", "\d+""#, r#"cgroup.procs", "[PID]""#),
         (r"/[0-9a-f]{12}\b", "/[ID]"),
