@@ -251,7 +251,10 @@ pub fn extract(reader: impl std::io::Read, dest: &Path, what: &str) -> Result<Im
     };
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
+    // An ordinary user (stage 10, rootless) cannot give files away: every
+    // file becomes the user's own — container root in the user's
+    // containers. Other owners in the tarball collapse to root.
+    archive.set_preserve_ownerships(nix::unistd::geteuid().is_root());
     archive.set_unpack_xattrs(false);
     let mut imported = Imported::default();
     let entries = archive.entries().map_err(|e| unreadable(e, 0))?;

@@ -169,6 +169,19 @@ pub fn remove_dir(dir: &Path) -> Result<()> {
         }
     }
     let result = fs::remove_dir_all(dir);
+    if result
+        .as_ref()
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+        && !nix::unistd::geteuid().is_root()
+    {
+        // A rootless container's files belong to the user's subordinate
+        // ids: only container root, in a user namespace, may delete them.
+        trace::failed(
+            format!("rm -r {:?}", dir.display().to_string()),
+            nix::errno::Errno::EACCES,
+        );
+        return crate::userns::remove_as_container_root(dir);
+    }
     trace::step(
         format!("rm -r {:?}", dir.display().to_string()),
         result.map_err(|e| crate::error::errno_of(&e)),

@@ -59,9 +59,37 @@ pub const JOIN_ORDER: [(&str, CloneFlags); 5] = [
 /// namespace lives as long as an fd refers to it).
 pub struct Handles(Vec<(OwnedFd, CloneFlags, &'static str)>);
 
-/// Open every namespace of `pid` in [`JOIN_ORDER`].
+/// Open every namespace of `pid` in [`JOIN_ORDER`] — after its user
+/// namespace, when it has one of its own (stage 10): that one decides what
+/// the others allow, and a process that joined the others without it
+/// would be host root inside the container.
 pub fn open(pid: i32) -> Result<Handles> {
     let mut handles = Vec::new();
+    let theirs = format!("/proc/{pid}/ns/user");
+    let same = |a: &str, b: &str| {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => true,
+        }
+    };
+    if !same(&theirs, "/proc/self/ns/user") {
+        let fd = trace::step_shows(
+            format!("open({theirs:?})"),
+            nix::fcntl::open(
+                theirs.as_str(),
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            ),
+            |fd| Some(format!("fd {fd}")),
+        )?;
+        // SAFETY: open just returned this fd to us alone.
+        handles.push((
+            unsafe { OwnedFd::from_raw_fd(fd) },
+            CloneFlags::CLONE_NEWUSER,
+            "user",
+        ));
+    }
     for (name, flag) in JOIN_ORDER {
         let path = format!("/proc/{pid}/ns/{name}");
         let fd = trace::step_shows(
@@ -101,6 +129,26 @@ impl Handles {
                 ),
                 nix::sched::setns(&fd, flag),
             )?;
+            if flag == CloneFlags::CLONE_NEWUSER {
+                // Root of the namespace: our host uid is not mapped in it.
+                let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+                // The host's supplementary groups mean nothing inside; where
+                // the namespace denies setgroups they stay (as overflow ids).
+                match nix::unistd::setgroups(&[]) {
+                    Err(nix::errno::Errno::EPERM) => {
+                        trace::failed("setgroups([])", nix::errno::Errno::EPERM)
+                    }
+                    other => trace::step("setgroups([])", other)?,
+                }
+                trace::step(
+                    "setresgid(0, 0, 0)",
+                    nix::unistd::setresgid(root.0, root.0, root.0),
+                )?;
+                trace::step(
+                    "setresuid(0, 0, 0)",
+                    nix::unistd::setresuid(root.1, root.1, root.1),
+                )?;
+            }
         }
         trace::step("chdir(\"/\")", nix::unistd::chdir("/"))
     }

@@ -22,18 +22,45 @@ pub const DIR_MODE: u32 = 0o700;
 /// Mode of every file minibox writes.
 pub const FILE_MODE: u32 = 0o600;
 
-/// Persistent state: images, containers (`/var/lib/minibox`).
+/// Persistent state: images, containers (`/var/lib/minibox`; for an
+/// ordinary user, stage 10's rootless containers, `$XDG_DATA_HOME/minibox`,
+/// that is `~/.local/share/minibox`).
 pub fn state_root() -> PathBuf {
-    std::env::var_os("MINIBOX_ROOT")
-        .map_or_else(|| PathBuf::from("/var/lib/minibox"), PathBuf::from)
+    if let Some(root) = std::env::var_os("MINIBOX_ROOT").filter(|r| !r.is_empty()) {
+        return PathBuf::from(root);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/minibox");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| runtime_fallback().join("data"));
+    data.join("minibox")
 }
 
-/// Runtime files that die with the machine: locks (`/run/minibox`).
+/// Runtime files that die with the machine: locks (`/run/minibox`; for an
+/// ordinary user `$XDG_RUNTIME_DIR/minibox`, or where no login manager
+/// made one, [`runtime_fallback`]).
 pub fn runtime_dir() -> PathBuf {
-    match std::env::var_os("MINIBOX_ROOT") {
-        Some(root) => PathBuf::from(root).join("run"),
-        None => PathBuf::from("/run/minibox"),
+    if let Some(root) = std::env::var_os("MINIBOX_ROOT").filter(|r| !r.is_empty()) {
+        return PathBuf::from(root).join("run");
     }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/minibox");
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(runtime_fallback, |d| PathBuf::from(d).join("minibox"))
+}
+
+/// `/tmp/minibox-UID`: an ordinary user's runtime directory when
+/// `XDG_RUNTIME_DIR` is unset (no systemd login session, as on build
+/// machines and in `su`/`setpriv` shells). [`ensure_dir`] refuses it when
+/// another user made it first.
+pub fn runtime_fallback() -> PathBuf {
+    std::env::temp_dir().join(format!("minibox-{}", nix::unistd::geteuid()))
 }
 
 /// A directory directly under the state root (`containers`, `images`, …),
@@ -87,6 +114,17 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<()> {
                 return Err(Error::Usage(format!(
                     "{} exists and is not a directory",
                     dir.display()
+                )));
+            }
+            // Someone else's directory (a /tmp/minibox-UID made by another
+            // user) is not ours to keep state in.
+            use std::os::unix::fs::MetadataExt;
+            let me = nix::unistd::geteuid().as_raw();
+            if me != 0 && meta.uid() != me {
+                return Err(Error::Usage(format!(
+                    "{} belongs to uid {}, not to you: remove it or set XDG_RUNTIME_DIR",
+                    dir.display(),
+                    meta.uid()
                 )));
             }
             if meta.permissions().mode() & 0o777 & !mode != 0 {

@@ -47,7 +47,7 @@ pub struct Spawn<'a> {
     /// so run must not forward (and so double) them once it runs.
     terminal: bool,
     cgroup: Option<&'a crate::cgroups::Cgroup>,
-    user_namespace: Option<&'a crate::userns::IdMaps>,
+    user_namespace: Option<&'a crate::userns::UserNamespace>,
     sealed: Option<&'a crate::security::sealed::SealedBinary>,
 }
 
@@ -83,10 +83,14 @@ impl<'a> Spawn<'a> {
         self
     }
 
-    /// Stage 10: a new user namespace with `maps`, made by runc's three
-    /// processes (see [`crate::userns::nsexec`]) instead of one clone.
-    pub fn in_user_namespace(mut self, maps: &'a crate::userns::IdMaps) -> Spawn<'a> {
-        self.user_namespace = Some(maps);
+    /// Stage 10: a new user namespace (`None`: `--userns=host`), made by
+    /// runc's three processes (see [`crate::userns::nsexec`]) instead of
+    /// one clone.
+    pub fn in_user_namespace(
+        mut self,
+        userns: Option<&'a crate::userns::UserNamespace>,
+    ) -> Spawn<'a> {
+        self.user_namespace = userns;
         self
     }
 
@@ -175,18 +179,25 @@ fn spawn(spec: Spawn<'_>) -> Result<InitProcess> {
     TERMINAL.store(spec.terminal, Ordering::SeqCst);
 
     let unified_cgroup = spec.cgroup.and_then(|c| c.unified_dir());
+    // Each branch closes run's copy of init's end as soon as init has its
+    // own: init's exec can only be seen as EOF if init holds the last copy.
     let pid = match (spec.user_namespace, unified_cgroup) {
-        (Some(maps), _) => {
-            crate::userns::nsexec::spawn(spec.namespaces, maps, &plan, &run_end, &init_end)?
+        (Some(userns), _) => {
+            crate::userns::nsexec::spawn(spec.namespaces, userns, &plan, &run_end, init_end)?
         }
-        (None, Some(dir)) => clone3_into_cgroup(spec.namespaces, &dir, &plan, &init_end)?,
-        (None, None) => clone_init(spec.namespaces, &plan, &init_end)?,
+        (None, Some(dir)) => {
+            let pid = clone3_into_cgroup(spec.namespaces, &dir, &plan, &init_end);
+            drop(init_end);
+            pid?
+        }
+        (None, None) => {
+            let pid = clone_init(spec.namespaces, &plan, &init_end);
+            drop(init_end);
+            pid?
+        }
     };
     INIT_PID.store(pid.as_raw(), Ordering::SeqCst);
     trace::init_started(pid.as_raw());
-    // Close our copy of init's end now: init's exec can only be seen as EOF
-    // if init holds the last copy.
-    drop(init_end);
     let init = InitProcess {
         pid,
         channel: run_end,

@@ -44,8 +44,12 @@ pub enum Msg {
     Go,
     /// Stage 10, the child: "I am in a new user namespace: write my maps".
     UsernsReady,
-    /// run → the child: the maps are written.
-    MapsWritten,
+    /// run → the child: the maps are written. With `idmapped_lower`, the
+    /// message carries (SCM_RIGHTS) a detached, idmapped mount of the
+    /// image for the child to attach.
+    MapsWritten {
+        idmapped_lower: bool,
+    },
     /// The child → run: the grandchild, which will be init, has this host pid.
     Grandchild {
         host_pid: i32,
@@ -97,6 +101,33 @@ impl Channel {
     /// The next message, or `None` at EOF (the other end is closed).
     pub fn recv(&self) -> Result<Option<Msg>> {
         recv_on(self.fd.as_raw_fd())
+    }
+
+    /// Send `msg` with `fd` attached (SCM_RIGHTS): the receiver gets its own
+    /// fd for the same open file — here, a mount no path leads to.
+    pub fn send_with_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> Result<()> {
+        let bytes =
+            serde_json::to_vec(msg).map_err(|e| Error::Protocol(format!("encode message: {e}")))?;
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [socket::ControlMessage::ScmRights(&fds)];
+        let iov = [std::io::IoSlice::new(&bytes)];
+        let step = format!(
+            "sendmsg(fd {}, SCM_RIGHTS [fd {}])",
+            self.fd.as_raw_fd(),
+            fds[0]
+        );
+        loop {
+            match socket::sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Err(Errno::EINTR) => continue,
+                result => return trace::step(step, result.map(drop)),
+            }
+        }
     }
 
     /// Send init its config as one or more `Config` messages.
@@ -351,6 +382,50 @@ pub fn recv_from_run() -> Result<Option<Msg>> {
         return Err(Error::Protocol("not connected to run".into()));
     }
     recv_on(fd)
+}
+
+/// The next message from run, and the fd it carries, if any
+/// ([`Channel::send_with_fd`]).
+pub fn recv_from_run_with_fd() -> Result<(Option<Msg>, Option<OwnedFd>)> {
+    use std::os::fd::FromRawFd;
+    let fd = RUN_LINK_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        return Err(Error::Protocol("not connected to run".into()));
+    }
+    let mut buf = vec![0u8; MAX_MSG];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let (n, passed) = loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        match socket::recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Err(Errno::EINTR) => continue,
+            Err(errno) => {
+                return Err(Error::Sys {
+                    step: format!("recvmsg(fd {fd})"),
+                    errno,
+                })
+            }
+            Ok(msg) => {
+                let mut passed = None;
+                for cmsg in msg.cmsgs().map_err(|errno| Error::Sys {
+                    step: format!("recvmsg(fd {fd})"),
+                    errno,
+                })? {
+                    if let socket::ControlMessageOwned::ScmRights(fds) = cmsg {
+                        // SAFETY: the kernel just installed these fds in
+                        // this process for us; nothing else owns them.
+                        passed = fds.first().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
+                    }
+                }
+                break (msg.bytes, passed);
+            }
+        }
+    };
+    if n == 0 {
+        return Ok((None, passed));
+    }
+    let msg = serde_json::from_slice(&buf[..n])
+        .map_err(|e| Error::Protocol(format!("bad message from run: {e}")))?;
+    Ok((Some(msg), passed))
 }
 
 /// Called by init (or the child before it becomes init) when it gives up:

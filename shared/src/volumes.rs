@@ -187,11 +187,11 @@ pub fn bind_file(new_root: &Path, host: &Path, container: &Path) -> Result<()> {
     )
 }
 
-fn fd_path(fd: &OwnedFd) -> PathBuf {
+pub(crate) fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-fn open_dir(dirfd: Option<&OwnedFd>, path: &Path) -> Result<OwnedFd> {
+pub(crate) fn open_dir(dirfd: Option<&OwnedFd>, path: &Path) -> Result<OwnedFd> {
     let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC);
     let at = dirfd.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
     let fd = openat2(at, path, how).map_err(|errno| Error::Sys {
@@ -205,7 +205,7 @@ fn open_dir(dirfd: Option<&OwnedFd>, path: &Path) -> Result<OwnedFd> {
 /// Open `path` as a directory with `root` as `/`, creating missing
 /// components (`create`) one by one, each created in a directory that was
 /// itself resolved inside the root.
-fn open_in_root(root: &OwnedFd, path: &Path, create: bool) -> Result<OwnedFd> {
+pub(crate) fn open_in_root(root: &OwnedFd, path: &Path, create: bool) -> Result<OwnedFd> {
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);

@@ -27,7 +27,7 @@ use std::process::Output;
 /// The stage binaries, in course order: the one table of stages. The
 /// templates below are the sets of stages tests run across; a new stage is
 /// added here and to the templates it belongs to, nowhere else.
-pub const STAGES: [&str; 9] = [
+pub const STAGES: [&str; 10] = [
     "01-namespaces",
     "02-proc-mount",
     "03-pipe-args",
@@ -37,6 +37,7 @@ pub const STAGES: [&str; 9] = [
     "07-full",
     "08-network",
     "09-hardening",
+    "10-rootless",
 ];
 
 /// The stage's number: `"05-cgroups"` → 5.
@@ -61,7 +62,8 @@ pub fn every_stage(
         minibox_tests::STAGES[5],
         minibox_tests::STAGES[6],
         minibox_tests::STAGES[7],
-        minibox_tests::STAGES[8]
+        minibox_tests::STAGES[8],
+        minibox_tests::STAGES[9]
     )]
     stage: &str,
 ) {
@@ -91,7 +93,8 @@ pub fn limited_stages(
         minibox_tests::STAGES[5],
         minibox_tests::STAGES[6],
         minibox_tests::STAGES[7],
-        minibox_tests::STAGES[8]
+        minibox_tests::STAGES[8],
+        minibox_tests::STAGES[9]
     )]
     stage: &str,
 ) {
@@ -108,7 +111,8 @@ pub fn own_root_stages(
         minibox_tests::STAGES[5],
         minibox_tests::STAGES[6],
         minibox_tests::STAGES[7],
-        minibox_tests::STAGES[8]
+        minibox_tests::STAGES[8],
+        minibox_tests::STAGES[9]
     )]
     stage: &str,
 ) {
@@ -120,7 +124,12 @@ pub fn own_root_stages(
 pub struct TestEnv {
     pub root: PathBuf,
     pub cgroup_parent: String,
+    /// A subuid/subgid file granting `minibox` [`REMAP_START`]+65536.
+    pub subids: PathBuf,
 }
+
+/// The host uid of container root in stage 10's remapped containers.
+pub const REMAP_START: u32 = 100000;
 
 pub fn test_env() -> &'static TestEnv {
     static ENV: std::sync::OnceLock<TestEnv> = std::sync::OnceLock::new();
@@ -130,9 +139,13 @@ pub fn test_env() -> &'static TestEnv {
         let tag = format!("minibox-test-{}", std::process::id());
         let root = std::env::temp_dir().join(&tag);
         std::fs::create_dir_all(&root).expect("create the test state root");
+        let subids = root.join("subids");
+        std::fs::write(&subids, format!("minibox:{REMAP_START}:65536\n"))
+            .expect("write the test's subuid file");
         TestEnv {
             root,
             cgroup_parent: tag,
+            subids,
         }
     })
 }
@@ -207,7 +220,10 @@ pub fn stage_process(stage: &str) -> std::process::Command {
     cmd.env("NO_COLOR", "1")
         .env_remove("MINIBOX_TRACE")
         .env("MINIBOX_ROOT", &env.root)
-        .env("MINIBOX_CGROUP_PARENT", &env.cgroup_parent);
+        .env("MINIBOX_CGROUP_PARENT", &env.cgroup_parent)
+        // Stage 10's remapped root: a `minibox` range without touching /etc.
+        .env("MINIBOX_SUBUID", &env.subids)
+        .env("MINIBOX_SUBGID", &env.subids);
     without_inherited_fds(&mut cmd);
     cmd
 }
@@ -369,6 +385,8 @@ pub fn redact_trace(trace: &str) -> String {
         (r"pidfd_open\(\d+\)", "pidfd_open([PID])"),
         (r"→ pid \d+", "→ pid [PID]"),
         (r"host pid \d+", "host pid [PID]"),
+        // Stage 10's middle process.
+        (r"child pid \d+", "child pid [PID]"),
         (r"(waitpid|kill)\(\d+", "$1([PID]"),
         (r#"cgroup.procs", "\d+""#, r#"cgroup.procs", "[PID]""#),
         // The seccomp cache's key hashes the kernel version, among others.

@@ -511,6 +511,11 @@ pub fn apply_v1(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
 /// machine, a BPF program on v2. Call it after [`Cgroup::create`] and
 /// before init starts, so that init's own `mknod`s are already checked.
 pub fn apply(cgroup: &Cgroup, rules: &[DeviceRule]) -> Result<()> {
+    if cgroup.dirs().is_empty() {
+        // [`Cgroup::none`]: a rootless container, which cannot make device
+        // nodes, and opens the host's only as its user may.
+        return Ok(());
+    }
     match &cgroup.hierarchy {
         Hierarchy::Unified { root } => {
             attach_v2(&root.join(&cgroup.relative), &Program::compile(rules)?)

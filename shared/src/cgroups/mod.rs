@@ -222,6 +222,19 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
+    /// No cgroup at all (stage 10: a rootless container where no cgroup is
+    /// the user's to write): no directories, nothing to add or remove.
+    pub fn none(mode: Mode) -> Cgroup {
+        Cgroup {
+            hierarchy: Hierarchy::Legacy {
+                mode,
+                trees: Vec::new(),
+            },
+            relative: PathBuf::new(),
+            removed: true,
+        }
+    }
+
     /// Create the container's cgroup under `parent` and write `limits`.
     /// On failure, whatever was created is removed again.
     pub fn create(hierarchy: Hierarchy, parent: &str, id: &str, limits: &Limits) -> Result<Cgroup> {

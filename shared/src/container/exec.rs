@@ -69,7 +69,17 @@ pub fn exec(request: ExecRequest) -> Result<Exit> {
         &container.cgroup_parent,
         &container.id,
     );
-    cgroup.add_process(nix::unistd::Pid::this())?;
+    // A rootless container (stage 10) may have no cgroup at all.
+    let rootless_without_cgroup =
+        !nix::unistd::geteuid().is_root() && !cgroup.dirs().iter().any(|dir| dir.exists());
+    if rootless_without_cgroup {
+        trace::note(
+            "no cgroup to join",
+            Some("rootless: the container has none".into()),
+        );
+    } else {
+        cgroup.add_process(nix::unistd::Pid::this())?;
+    }
     handles.join()?;
     let env = command::merge_env(container.env.clone(), &request.env);
     let program = command::lookup(&request.command[0], &env)?;

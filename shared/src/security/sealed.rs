@@ -47,8 +47,20 @@ pub struct SealedBinary {
 }
 
 impl SealedBinary {
-    /// `open_tree("/proc/self/exe", OPEN_TREE_CLONE)`, then read-only.
+    /// `open_tree("/proc/self/exe", OPEN_TREE_CLONE)`, then read-only; or,
+    /// where cloning a mount is not ours to do (an ordinary user, stage
+    /// 10), a sealed `memfd` copy.
     pub fn open() -> Result<SealedBinary> {
+        match Self::read_only_mount() {
+            Err(Error::Sys {
+                errno: Errno::EPERM,
+                ..
+            }) => Self::sealed_copy(),
+            other => other,
+        }
+    }
+
+    fn read_only_mount() -> Result<SealedBinary> {
         // SAFETY: a NUL-terminated path and integer flags; open_tree
         // returns a new fd or -1.
         let ret = unsafe {
@@ -71,18 +83,88 @@ impl SealedBinary {
         Ok(SealedBinary { fd })
     }
 
+    /// runc 1.0's way: copy the binary into a `memfd` and seal it against
+    /// every change (`F_SEAL_WRITE|F_SEAL_SHRINK|F_SEAL_GROW`, then
+    /// `F_SEAL_SEAL`). `/proc/PID/exe` then names that copy, which no one
+    /// can write; the cost is a copy of the whole binary per container.
+    fn sealed_copy() -> Result<SealedBinary> {
+        let exe = std::fs::File::open("/proc/self/exe")
+            .map_err(|e| Error::io("open /proc/self/exe", e))?;
+        let size = exe
+            .metadata()
+            .map_err(|e| Error::io("stat /proc/self/exe", e))?
+            .len();
+        let memfd = trace::step_shows(
+            "memfd_create(\"minibox\", MFD_CLOEXEC|MFD_ALLOW_SEALING)",
+            nix::sys::memfd::memfd_create(
+                c"minibox",
+                nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC
+                    | nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING,
+            ),
+            |fd: &OwnedFd| Some(format!("fd {}", fd.as_raw_fd())),
+        )?;
+        let mut copied = 0u64;
+        let result = loop {
+            if copied >= size {
+                break Ok(copied);
+            }
+            // SAFETY: two valid fds, NULL offsets (both files' own), and a
+            // length; copy_file_range writes nothing into our memory.
+            let ret = unsafe {
+                libc::copy_file_range(
+                    exe.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    memfd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    (size - copied) as usize,
+                    0,
+                )
+            };
+            match Errno::result(ret) {
+                Ok(0) => break Ok(copied),
+                Ok(n) => copied += n as u64,
+                Err(Errno::EINTR) => continue,
+                Err(errno) => break Err(errno),
+            }
+        };
+        trace::step_shows(
+            format!("copy_file_range(/proc/self/exe → fd {})", memfd.as_raw_fd()),
+            result,
+            |bytes| Some(format!("{bytes} bytes")),
+        )?;
+        let seals =
+            libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl with an fd we own and integer arguments.
+        let ret = unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
+        trace::step(
+            format!(
+                "fcntl(fd {}, F_ADD_SEALS, F_SEAL_WRITE|F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL)",
+                memfd.as_raw_fd()
+            ),
+            Errno::result(ret).map(drop),
+        )?;
+        Ok(SealedBinary { fd: memfd })
+    }
+
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 }
 
 /// Is this process's binary on a read-only mount already (sealed, or
-/// installed on a read-only filesystem)? Either way nothing can write it
-/// through `/proc/PID/exe`.
+/// installed on a read-only filesystem), or a sealed copy? Either way
+/// nothing can write it through `/proc/PID/exe`.
 pub fn running_sealed() -> bool {
-    nix::sys::statvfs::statvfs("/proc/self/exe")
+    let read_only = nix::sys::statvfs::statvfs("/proc/self/exe")
         .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
-        .unwrap_or(false)
+        .unwrap_or(false);
+    // Or a sealed memfd copy (see `SealedBinary::sealed_copy`).
+    let sealed_copy = std::fs::File::open("/proc/self/exe").is_ok_and(|exe| {
+        // SAFETY: fcntl with an fd we own; F_GET_SEALS takes no argument.
+        let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
+        seals > 0 && seals & libc::F_SEAL_WRITE != 0
+    });
+    read_only || sealed_copy
 }
 
 /// For `exec`: unless this process already runs from a read-only mount,
@@ -93,7 +175,7 @@ pub fn reexec_sealed() -> Result<()> {
     if running_sealed() {
         trace::note(
             "statvfs(\"/proc/self/exe\")",
-            Some("ST_RDONLY: running from a read-only mount".into()),
+            Some("read-only: running from a sealed binary".into()),
         );
         return Ok(());
     }

@@ -43,8 +43,8 @@ pub struct Resolved {
 }
 
 /// Look `spec` up in `passwd` and `group` (the texts of the image's files).
-/// A number that is not in `passwd` is still a valid uid, with gid = uid
-/// unless a group is given (docker's rule).
+/// A number that is not in `passwd` is still a valid uid, with gid 0
+/// unless a group is given (docker's rule, and runc's default).
 pub fn resolve(
     spec: &UserSpec,
     passwd: &str,
@@ -67,7 +67,7 @@ pub fn resolve(
                 .user
                 .parse::<u32>()
                 .map_err(|_| format!("no user {:?} in the image's /etc/passwd", spec.user))?;
-            (uid, uid, None)
+            (uid, 0, None)
         }
     };
     let groups: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect()).collect();
@@ -173,7 +173,8 @@ mod tests {
     #[test]
     fn numbers_need_no_entry() {
         let r = resolve(&spec("4242"), PASSWD, GROUP).unwrap();
-        assert_eq!((r.uid, r.gid, r.groups), (4242, 4242, vec![4242]));
+        // docker: `-u 4242` with no passwd entry runs in group 0.
+        assert_eq!((r.uid, r.gid, r.groups), (4242, 0, vec![0]));
         let r = resolve(&spec("65534:7"), PASSWD, GROUP).unwrap();
         assert_eq!((r.uid, r.gid), (65534, 7));
     }

@@ -7,10 +7,12 @@
 //!                     "maps, please" ─────▶
 //! write gid/uid maps
 //! (or newgidmap/newuidmap)
-//!            ◀────── "written"
+//! idmapped mount of the image
+//!            ◀────── "written" [+ the mount's fd]
 //!                     setresgid/setresuid(0): root in the namespace
 //!                     unshare(UTS|IPC|NET|NS|PID|…): owned by the new
 //!                       user namespace, so root inside may use them
+//!                     move_mount: the image at lower/
 //!                     fork ────────────────────────▶ PID 1 of the new PID
 //!                     "grandchild is host pid N"     namespace; waits
 //!                     exit
@@ -36,7 +38,7 @@
 //! itself a *child subreaper* first, so the orphan is re-parented to run
 //! (not to host PID 1) and run can `waitpid` it like any init.
 
-use super::maps::{self, IdMaps};
+use super::{layer, maps, UserNamespace};
 use crate::error::{Error, Result};
 use crate::process::{child_exec, InitExec};
 use crate::sync::{self, Channel, Msg};
@@ -51,10 +53,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 /// `flags`; returns init's host pid once run is its parent.
 pub(crate) fn spawn(
     flags: CloneFlags,
-    maps: &IdMaps,
+    userns: &UserNamespace,
     plan: &InitExec,
     run_end: &Channel,
-    init_end: &OwnedFd,
+    init_end: OwnedFd,
 ) -> Result<Pid> {
     trace::step(
         "prctl(PR_SET_CHILD_SUBREAPER, 1)",
@@ -65,20 +67,43 @@ pub(crate) fn spawn(
     // is consistent; the child only makes syscalls, forks and exits.
     let child = match unsafe { nix::unistd::fork() } {
         Err(errno) => return trace::step("fork()", Err(errno)),
-        Ok(ForkResult::Child) => child(others, plan, init_end),
+        Ok(ForkResult::Child) => child(others, userns, plan, &init_end),
         Ok(ForkResult::Parent { child }) => child,
     };
+    // The child (and after it the grandchild) holds the other end now: with
+    // ours closed, the child dying unheard is EOF here, not a hang.
+    drop(init_end);
     trace::note("fork()", Some(format!("child pid {child}")));
     let mut failure = None;
     let grandchild = loop {
         match run_end.recv()? {
             Some(Msg::Event(event)) => trace::record(event),
             Some(Msg::UsernsReady) => {
-                maps::write(child.as_raw(), maps)?;
-                run_end.send(&Msg::MapsWritten)?;
+                maps::write(child.as_raw(), &userns.maps)?;
+                // The maps exist now, so an idmapped mount can use them.
+                let shifted = match userns.layer() {
+                    Some(l) if l.how == layer::Lower::Shifted => {
+                        l.shift(child.as_raw(), &userns.maps)?
+                    }
+                    _ => None,
+                };
+                match shifted {
+                    Some(mount) => run_end.send_with_fd(
+                        &Msg::MapsWritten {
+                            idmapped_lower: true,
+                        },
+                        std::os::fd::AsFd::as_fd(&mount),
+                    )?,
+                    None => run_end.send(&Msg::MapsWritten {
+                        idmapped_lower: false,
+                    })?,
+                }
             }
             Some(Msg::Grandchild { host_pid }) => break Some(Pid::from_raw(host_pid)),
-            Some(Msg::Failed { message, exit_code }) => failure = Some((message, exit_code)),
+            Some(Msg::Failed { message, exit_code }) => {
+                failure = Some((message, exit_code));
+                break None;
+            }
             Some(other) => {
                 return Err(Error::Protocol(format!(
                     "the child sent {other:?} while making the user namespace"
@@ -105,7 +130,7 @@ pub(crate) fn spawn(
 }
 
 /// The middle process: it never returns.
-fn child(others: CloneFlags, plan: &InitExec, init_end: &OwnedFd) -> ! {
+fn child(others: CloneFlags, userns: &UserNamespace, plan: &InitExec, init_end: &OwnedFd) -> ! {
     trace::forked_child();
     sync::adopt(init_end.as_raw_fd());
     trace::set_actor("child");
@@ -114,15 +139,35 @@ fn child(others: CloneFlags, plan: &InitExec, init_end: &OwnedFd) -> ! {
             "prctl(PR_SET_PDEATHSIG, SIGKILL)",
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
         )?;
+        // A working directory moves with unshare(CLONE_NEWNS) to the new
+        // namespace's copy of the mount, unlike an fd: standing in the
+        // container's directory, the child can attach the image there.
+        if let Some(prepared) = userns.layer() {
+            trace::step(
+                format!("fchdir({})", prepared.dir().as_raw_fd()),
+                nix::unistd::fchdir(prepared.dir().as_raw_fd()),
+            )?;
+        }
         trace::step(
             "unshare(CLONE_NEWUSER)",
             nix::sched::unshare(CloneFlags::CLONE_NEWUSER),
         )?;
         sync::send_to_run(&Msg::UsernsReady)?;
-        match sync::recv_from_run()? {
-            Some(Msg::MapsWritten) => trace::note("recv: maps written", None),
-            other => return Err(Error::Protocol(format!("expected the maps, got {other:?}"))),
-        }
+        let lower = match sync::recv_from_run_with_fd()? {
+            (Some(Msg::MapsWritten { idmapped_lower }), mount) => {
+                trace::note(
+                    "recv: maps written",
+                    mount
+                        .as_ref()
+                        .map(|fd| format!("an idmapped mount as fd {}", fd.as_raw_fd())),
+                );
+                if idmapped_lower != mount.is_some() {
+                    return Err(Error::Protocol("the idmapped mount got lost".into()));
+                }
+                mount
+            }
+            (other, _) => return Err(Error::Protocol(format!("expected the maps, got {other:?}"))),
+        };
         // Root in the new namespace: id 0 is mapped now.
         trace::step(
             "setresgid(0, 0, 0)",
@@ -136,6 +181,12 @@ fn child(others: CloneFlags, plan: &InitExec, init_end: &OwnedFd) -> ! {
             format!("unshare({})", trace::flag_names(&others)),
             nix::sched::unshare(others),
         )?;
+        // In the container's mount namespace now: the image goes in as
+        // container root sees it. The mount is gone with the namespace.
+        if let Some(mount) = &lower {
+            layer::attach(mount)?;
+        }
+        drop(lower);
         // SAFETY: single-threaded; the grandchild only waits and execs.
         match unsafe { nix::unistd::fork() } {
             Err(errno) => trace::step("fork()", Err(errno)),

@@ -1,0 +1,487 @@
+//! Stage 10: a user namespace. As root, container root is host uid
+//! 100000 (`--userns=remap`, the test's own subuid file); as an ordinary
+//! user — a temporary one that exists only in a private mount namespace
+//! with bind-mounted /etc files, never in the machine's /etc — container
+//! root is that user.
+
+use minibox_tests::{
+    cgroup_mode, default_rootfs, redact_trace, require_root, stage_command, stderr, stdout,
+    test_env, REMAP_START,
+};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+const STAGE: &str = "10-rootless";
+
+/// `10-rootless run --rm --network none --rootfs ROOTFS FLAGS… sh -c SCRIPT` as root.
+fn run(flags: &[&str], script: &str) -> Output {
+    stage_command(STAGE)
+        .arg("run")
+        .args(["--rm", "--network", "none", "--trace", "off"])
+        .arg("--rootfs")
+        .arg(default_rootfs())
+        .args(flags)
+        .args(["sh", "-c", script])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run 10-rootless")
+}
+
+fn ok(flags: &[&str], script: &str) -> String {
+    let out = run(flags, script);
+    assert!(out.status.success(), "{flags:?} {script}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// `0 100000 65536` from a map file's padded columns.
+fn map_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn status_line(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn root_is_remapped_to_the_subuid_range_with_stage_09s_capabilities() {
+    require_root!();
+    let out = ok(
+        &[],
+        "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; id -u; cat /proc/1/status",
+    );
+    let range = format!("0 {REMAP_START} 65536");
+    assert_eq!(
+        map_lines(&out)[..4],
+        [range.clone(), range, "allow".into(), "0".into()]
+    );
+    // The same sets as stage 09 — now relative to the user namespace.
+    assert_eq!(status_line(&out, "CapEff"), "00000000a80425fb");
+    assert_eq!(status_line(&out, "CapBnd"), "00000000a80425fb");
+    assert_eq!(status_line(&out, "CapInh"), "0000000000000000");
+}
+
+#[test]
+fn the_image_is_container_roots_and_a_new_file_is_too() {
+    require_root!();
+    // The idmapped image: host root's files read as container root's.
+    let out = ok(
+        &[],
+        "stat -c '%u %g' /bin/busybox; touch /new; stat -c '%u' /new",
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["0 0", "0"]);
+}
+
+#[test]
+fn host_sees_the_containers_processes_as_the_mapped_uid() {
+    require_root!();
+    let name = format!("ns-uid-{}", std::process::id());
+    let started = stage_command(STAGE)
+        .args([
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--trace",
+            "off",
+            "--name",
+            &name,
+        ])
+        .arg("--rootfs")
+        .arg(default_rootfs())
+        .args(["sleep", "60"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run -d");
+    assert!(started.status.success(), "{}", stderr(&started));
+    let pid = stage_command(STAGE)
+        .args(["inspect", "--format", "{{.State.Pid}}", &name])
+        .output()
+        .expect("inspect");
+    let pid = stdout(&pid).trim().to_string();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+    // exec joins the user namespace first: container root, not host root.
+    let exec = stage_command(STAGE)
+        .args(["exec", "--trace", "off", &name, "cat", "/proc/self/uid_map"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("exec");
+    let removed = stage_command(STAGE)
+        .args(["rm", "-f", &name])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("rm -f");
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let status = status.unwrap_or_else(|e| panic!("pid {pid:?}: {e}"));
+    let uids = status_line(&status, "Uid");
+    let want = format!("{REMAP_START}\t{REMAP_START}\t{REMAP_START}\t{REMAP_START}");
+    assert_eq!(uids, want, "container root, seen from the host");
+    assert!(exec.status.success(), "{}", stderr(&exec));
+    assert_eq!(
+        map_lines(&stdout(&exec)),
+        [format!("0 {REMAP_START} 65536")]
+    );
+}
+
+/// A host directory every user may enter (tempdirs are 0700).
+fn open_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+#[test]
+fn a_file_written_to_a_volume_belongs_to_the_mapped_uid() {
+    require_root!();
+    let dir = open_dir();
+    let volume = format!("{}:/data", dir.path().display());
+    ok(
+        &["-v", &volume],
+        "echo hi > /data/f; mkdir /data/d; chown 7:7 /data/d",
+    );
+    let meta = std::fs::metadata(dir.path().join("f")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (REMAP_START, REMAP_START));
+    let meta = std::fs::metadata(dir.path().join("d")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (REMAP_START + 7, REMAP_START + 7));
+}
+
+#[test]
+fn root_inside_cannot_use_what_host_root_owns() {
+    require_root!();
+    let dir = open_dir();
+    std::fs::write(dir.path().join("secret"), "x").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("secret"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let volume = format!("{}:/host", dir.path().display());
+    let out = ok(
+        &["-v", &volume],
+        "cat /host/secret 2>&1; echo rc=$?; stat -c '%u' /host/secret; \
+         mknod /tmp/sda b 8 0 2>&1; echo rc=$?; mount -t tmpfs t /mnt 2>&1; echo rc=$?",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains("Permission denied"), "{out}");
+    assert_eq!(lines[1], "rc=1");
+    // Host root is not mapped: its files show as the overflow uid.
+    assert_eq!(lines[2], "65534");
+    assert!(lines[3].contains("not permitted"), "{out}");
+    assert_eq!(lines[4], "rc=1");
+    assert_ne!(lines[6], "rc=0", "{out}");
+}
+
+#[test]
+fn supplementary_groups_keep_working_with_setgroups_allowed() {
+    require_root!();
+    let out = ok(
+        &["-u", "nobody:nogroup"],
+        "id -u; id -g; cat /proc/self/setgroups",
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["65534", "65534", "allow"]);
+}
+
+#[test]
+fn userns_host_is_stage_09s_root() {
+    require_root!();
+    let out = ok(&["--userns", "host"], "cat /proc/self/uid_map");
+    assert_eq!(map_lines(&out), ["0 0 4294967295"]);
+}
+
+#[test]
+fn bad_userns_input_is_one_line_exit_125_and_leaves_nothing() {
+    require_root!();
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    // A state root of its own: other tests run containers meanwhile.
+    let root = tempfile::tempdir().unwrap();
+    for (env, flags, want) in [
+        (None, vec!["--userns", "nosuch"], "nosuch"),
+        (Some(empty.path()), vec![], "needs a range of 65536 ids"),
+    ] {
+        let mut cmd = stage_command(STAGE);
+        cmd.env("MINIBOX_ROOT", root.path());
+        if let Some(file) = env {
+            cmd.env("MINIBOX_SUBUID", file);
+        }
+        let out = cmd
+            .arg("run")
+            .args(["--rm", "--network", "none", "--trace", "off"])
+            .arg("--rootfs")
+            .arg(default_rootfs())
+            .args(flags)
+            .arg("true")
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+    let left: Vec<_> = std::fs::read_dir(root.path().join("containers"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "a refused run leaves no container: {left:?}"
+    );
+}
+
+#[test]
+fn trace_of_the_three_processes() {
+    require_root!();
+    let out = stage_command(STAGE)
+        .arg("run")
+        .args(["--rm", "--network", "none", "--trace", "tree"])
+        .arg("--rootfs")
+        .arg(default_rootfs())
+        .args(["true"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let trace = redact_trace(&stderr(&out));
+    let trace = regex::Regex::new(r#"sethostname\("[0-9a-f]{12}"\)"#)
+        .unwrap()
+        .replace_all(&trace, r#"sethostname("[ID]")"#)
+        .into_owned();
+    for who in [
+        "run  (pid [PID])",
+        "child  (pid [PID])",
+        "init  (pid 1, host pid [PID])",
+    ] {
+        assert!(trace.contains(who), "{who} missing:\n{trace}");
+    }
+    // The idmapped image: made by run, attached by the child.
+    assert!(trace.contains("MOUNT_ATTR_IDMAP"), "{trace}");
+    assert!(trace.contains("move_mount("), "{trace}");
+    insta::assert_snapshot!(format!("trace_10_{}", cgroup_mode()), trace);
+}
+
+// ---------------------------------------------------------------------
+// Rootless: an ordinary user that exists only in a private mount
+// namespace.
+// ---------------------------------------------------------------------
+
+const SUB_START: u32 = 200000;
+
+/// A uid no account on this machine has.
+fn free_uid() -> u32 {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let taken: Vec<u32> = passwd
+        .lines()
+        .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+        .collect();
+    (1500..2000)
+        .find(|u| !taken.contains(u))
+        .expect("a free uid")
+}
+
+struct User {
+    uid: u32,
+    etc: tempfile::TempDir,
+    home: PathBuf,
+}
+
+impl User {
+    /// `minitest` with a 65536-id subordinate range: files for /etc, and a
+    /// home (its state root) it owns.
+    fn new(subids: bool) -> User {
+        let uid = free_uid();
+        let etc = tempfile::tempdir().unwrap();
+        let e = etc.path();
+        let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+        passwd.push_str(&format!("minitest:x:{uid}:{uid}::/nonexistent:/bin/sh\n"));
+        let mut group = std::fs::read_to_string("/etc/group").unwrap();
+        group.push_str(&format!("minitest:x:{uid}:\n"));
+        let sub = if subids {
+            format!("minitest:{SUB_START}:65536\n")
+        } else {
+            String::new()
+        };
+        for (name, text) in [
+            ("passwd", &passwd),
+            ("group", &group),
+            ("subuid", &sub),
+            ("subgid", &sub),
+        ] {
+            std::fs::write(e.join(name), text).unwrap();
+            std::fs::set_permissions(e.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        std::fs::set_permissions(e, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A home (and state root) per test: tests run side by side.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let home = test_env().root.join(format!("home-{uid}-{n}"));
+        std::fs::create_dir_all(&home).unwrap();
+        nix::unistd::chown(&home, Some(uid.into()), Some(uid.into())).unwrap();
+        User { uid, etc, home }
+    }
+
+    /// `10-rootless ARGS…` as this user.
+    fn stage(&self, args: &[&str]) -> Output {
+        let script = r#"set -e
+for f in passwd group subuid subgid; do
+    [ -e /etc/$f ] || { echo "no /etc/$f to bind over" >&2; exit 99; }
+    mount --bind "$ETC/$f" /etc/$f
+done
+exec setpriv --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
+        let bin = minibox_tests::stage_bin(STAGE);
+        std::process::Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+                "sh",
+            ])
+            .arg(bin)
+            .args(args)
+            .env("ETC", self.etc.path())
+            .env("RUID", self.uid.to_string())
+            .env("HOME", &self.home)
+            .env("MINIBOX_ROOT", self.home.join("minibox"))
+            .env("NO_COLOR", "1")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("MINIBOX_SUBUID")
+            .output()
+            .expect("run unshare")
+    }
+
+    fn run(&self, flags: &[&str], script: &str) -> Output {
+        let rootfs = default_rootfs().display().to_string();
+        let mut args = vec!["run", "--rm", "--trace", "off", "--rootfs", rootfs.as_str()];
+        args.extend(flags);
+        args.extend(["sh", "-c", script]);
+        self.stage(&args)
+    }
+}
+
+fn have_uidmap() -> bool {
+    Path::new("/usr/bin/newuidmap").exists() && Path::new("/usr/bin/newgidmap").exists()
+}
+
+#[test]
+fn rootless_root_is_the_user_and_the_rest_its_subordinate_range() {
+    require_root!();
+    if !have_uidmap() {
+        eprintln!("skipped: newuidmap/newgidmap missing (package uidmap)");
+        return;
+    }
+    let user = User::new(true);
+    let out = user.run(
+        &[],
+        "id -u; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; grep CapEff /proc/1/status",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uid = user.uid;
+    assert_eq!(
+        map_lines(&stdout(&out)),
+        [
+            "0".to_string(),
+            format!("0 {uid} 1"),
+            format!("1 {SUB_START} 65535"),
+            format!("0 {uid} 1"),
+            format!("1 {SUB_START} 65535"),
+            // newgidmap with a subgid range: setgroups stays allowed.
+            "allow".to_string(),
+            "CapEff: 00000000a80425fb".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn rootless_single_id_map_denies_setgroups() {
+    require_root!();
+    let user = User::new(false);
+    let out = user.run(
+        &["--userns", "single"],
+        "cat /proc/self/uid_map /proc/self/setgroups",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uid = user.uid;
+    assert_eq!(
+        map_lines(&stdout(&out)),
+        [format!("0 {uid} 1"), "deny".to_string()]
+    );
+}
+
+#[test]
+fn rootless_refusals_are_one_line_exit_125() {
+    require_root!();
+    if !have_uidmap() {
+        eprintln!("skipped: newuidmap/newgidmap missing (package uidmap)");
+        return;
+    }
+    let without = User::new(false);
+    let with = User::new(true);
+    let mut cases = vec![
+        (&without, vec![], "no range of at least 65535 ids"),
+        (&with, vec!["--network", "bridge"], "needs root"),
+        (&with, vec!["--userns", "host"], "needs root"),
+    ];
+    // Limits: never silently dropped where no cgroup is the user's.
+    if cgroup_mode() != "v2" {
+        cases.push((&with, vec!["--memory", "64m"], "limits are unavailable"));
+    }
+    for (user, flags, want) in cases {
+        let out = user.run(&flags, "true");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "{flags:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
+}
+
+#[test]
+fn rootless_import_run_and_remove_files_of_other_container_users() {
+    require_root!();
+    if !have_uidmap() {
+        eprintln!("skipped: newuidmap/newgidmap missing (package uidmap)");
+        return;
+    }
+    let user = User::new(true);
+    // A tarball of the default rootfs, readable by the user.
+    let dir = open_dir();
+    let tar = dir.path().join("busybox.tar");
+    let made = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(default_rootfs())
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = user.stage(&["image", "import", &tar.display().to_string(), "mybox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = user.stage(&[
+        "run",
+        "--rm",
+        "--trace",
+        "off",
+        "mybox",
+        "sh",
+        "-c",
+        "stat -c %u /bin/busybox; mkdir /tmp/d; touch /tmp/d/f; chown -R 1000:1000 /tmp/d; chmod 700 /tmp/d; stat -c %u /tmp/d",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), ["0", "1000"]);
+    // --rm removed the layer, though its files belonged to host uid 201000.
+    let containers = user.home.join("minibox/containers");
+    let left: Vec<_> = std::fs::read_dir(&containers)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
