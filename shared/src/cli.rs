@@ -488,9 +488,12 @@ pub fn finish_run(result: anyhow::Result<Exit>) -> ExitCode {
                 Err(interrupted) if !is_interrupted(&err) => anyhow::Error::from(interrupted),
                 _ => err,
             };
-            let failed_step = err
-                .chain()
-                .any(|cause| matches!(cause.downcast_ref::<Error>(), Some(Error::Sys { .. })));
+            let failed_step = err.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<Error>().map(Error::cause),
+                    Some(Error::Sys { .. })
+                )
+            });
             if failed_step {
                 trace::flush();
             }

@@ -88,6 +88,13 @@ pub fn validate_name(name: &str) -> Result<()> {
     ImageRef::parse(name).map(drop)
 }
 
+/// A `REPOSITORY[:TAG]` on the command line (a bad one is exit 125).
+pub fn parse_name(text: &str) -> std::result::Result<String, String> {
+    ImageRef::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// The directory of image `name` (a tag made by `image tag` is a symbolic
 /// link to the directory it names; this is where the link leads).
 fn image_dir(name: &str) -> Result<Option<PathBuf>> {
@@ -542,12 +549,17 @@ pub fn run_command(command: ImageCommand, used_by: impl Fn(&Path) -> Option<Stri
     match command {
         ImageCommand::Import { args } => {
             let (tarball, name, docker_order) = import_arguments(&args);
+            // A name docker would not take is a bad command line (125);
+            // what goes wrong after that is a failed import (1).
+            if let Some(name) = &name {
+                validate_name(name)?;
+            }
             // Without a name, the image is named by its id (`<none>` in `images`).
             let name = match name {
                 Some(name) => name,
                 None => crate::id::generate()?,
             };
-            let imported = import(&name, &tarball)?;
+            let imported = import(&name, &tarball).map_err(Error::failed)?;
             if docker_order {
                 // docker prints the new image's id.
                 println!("{}", imported.id);
@@ -564,7 +576,7 @@ pub fn run_command(command: ImageCommand, used_by: impl Fn(&Path) -> Option<Stri
         ImageCommand::Ls => print!("{}", table()),
         ImageCommand::Rm { names } => {
             for name in names {
-                remove(&name, &used_by)?;
+                remove(&name, &used_by).map_err(Error::failed)?;
                 println!("Untagged: {name}");
             }
         }

@@ -5,8 +5,8 @@
 //! on 08 and 09 too (with `--network none`: no bridge on the host).
 //!
 //! Exit codes, docker's rule: 125 for a command line rejected before
-//! acting, 1 for an action that failed, the container's own code where
-//! docker passes it through (`wait`).
+//! acting, 1 for an action that failed (every verb but `run`), the
+//! container's own code where docker passes it through (`wait`, `start -a`).
 
 use minibox_tests::{require_root, stage_command, stage_process, stderr, stdout};
 use rstest::rstest;
@@ -525,7 +525,7 @@ fn pause_freezes_and_unpause_thaws() {
     assert_eq!(state["Status"], "paused");
     assert_eq!(state["Paused"], true);
     assert_eq!(state["Running"], true);
-    fails(&["exec", &c, "true"], 125, "is paused");
+    fails(&["exec", &c, "true"], 1, "is paused");
     fails(&["pause", &c], 1, "already paused");
     // commit of a paused container leaves it paused (commit thaws only
     // what it froze itself).
@@ -1125,9 +1125,15 @@ fn images_have_tags_and_import_takes_dockers_order() {
         .write_stdin("not a tarball, just text\n".repeat(40))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1), "a failed import, docker's code");
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("stdin is not a tar archive"));
+    fails(
+        &["image", "import", file, "Bad:Name"],
+        125,
+        "invalid image name",
+    );
+    fails(&["image", "rm", "nosuchimage"], 1, "not found");
     for image in [other, old, format!("{repo}:v2")] {
         ok(&["image", "rm", &image]);
     }

@@ -261,6 +261,8 @@ pub enum Verb {
         )]
         trace: TraceMode,
         container: String,
+        /// REPOSITORY[:TAG] of the new image
+        #[arg(value_parser = image::parse_name)]
         image: String,
     },
     /// List images
@@ -408,13 +410,13 @@ impl Verb {
                 tail,
                 container,
             } => {
-                let container = state::find(&container)?;
+                let container = state::find(&container).map_err(Error::failed)?;
                 let options = LogOptions {
                     follow,
                     timestamps,
                     tail,
                 };
-                logs(&container, options, &mut std::io::stdout())?;
+                logs(&container, options, &mut std::io::stdout()).map_err(Error::failed)?;
             }
             Verb::Exec(args) => {
                 trace::start_as("exec", args.trace);
@@ -426,7 +428,8 @@ impl Verb {
                     env: args.env,
                     workdir: args.workdir,
                     user: args.user,
-                })?;
+                })
+                .map_err(exec_failure)?;
                 trace::flush();
                 return Ok(exit);
             }
@@ -437,15 +440,16 @@ impl Verb {
             } => {
                 trace::start_as("stop", mode);
                 for name in containers {
-                    let container = state::find(&name)?;
-                    stop::stop(&container, stop::grace_for(&container, seconds))?;
+                    let container = state::find(&name).map_err(Error::failed)?;
+                    stop::stop(&container, stop::grace_for(&container, seconds))
+                        .map_err(Error::failed)?;
                     trace::flush();
                     println!("{name}");
                 }
             }
             Verb::Rm { force, containers } => {
                 for name in containers {
-                    remove(&name, force, extensions)?;
+                    remove(&name, force, extensions).map_err(Error::failed)?;
                     println!("{name}");
                 }
             }
@@ -455,7 +459,8 @@ impl Verb {
                 image,
             } => {
                 trace::start_as("commit", mode);
-                let committed = commit::commit(&state::find(&container)?, &image)?;
+                let container = state::find(&container).map_err(Error::failed)?;
+                let committed = commit::commit(&container, &image).map_err(Error::failed)?;
                 trace::flush();
                 if !committed.skipped.is_empty() {
                     eprintln!(
@@ -557,6 +562,15 @@ impl Verb {
             }
         }
         Ok(Exit::Code(0))
+    }
+}
+
+/// `exec`'s own failures are failed actions (1, as docker's `exec`); a
+/// command that is not found or cannot be executed keeps its 127 or 126.
+fn exec_failure(err: Error) -> Error {
+    match err {
+        Error::CommandNotFound(_) | Error::CannotExecute(_) | Error::Init { .. } => err,
+        other => other.failed(),
     }
 }
 
