@@ -306,6 +306,52 @@ fn wait_prints_the_exit_code() {
     );
 }
 
+/// The files process `pid` has open (the targets of /proc/PID/fd).
+fn open_files(pid: u32) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .collect()
+}
+
+/// `wait` on a `--rm` container prints its exit code, as docker's does,
+/// although the container's record goes as it exits. (`wait` holds the
+/// file the code is written to before it waits: the test kills the
+/// container once `wait` has it open.)
+#[test]
+fn wait_on_an_rm_container_prints_its_exit_code() {
+    require_root!();
+    let c = name("waitrm");
+    let id = start(&c, &["--rm"], &["sleep", "1000"]);
+    let mut waiter = stage_process(STAGE)
+        .args(["wait", &c])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code_file = minibox_tests::test_env()
+        .root
+        .join("containers")
+        .join(&id)
+        .join("exit-code");
+    while !open_files(waiter.id()).contains(&code_file) {
+        assert!(
+            waiter.try_wait().unwrap().is_none(),
+            "wait ended before the container did"
+        );
+    }
+    ok(&["kill", &c]);
+    let mut line = String::new();
+    BufReader::new(waiter.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "137\n");
+    assert!(waiter.wait().unwrap().success());
+    assert!(!code_file.parent().unwrap().exists(), "--rm removed it");
+    fails(&["wait", &c], 1, "no such container");
+}
+
 /// `kill` sends SIGKILL unless `-s` names another signal; signals are
 /// taken as docker takes them (USR1, SIGUSR1, 10). A stopped container
 /// cannot be killed (1); a signal that does not exist is a bad value (125).
@@ -1028,6 +1074,56 @@ fn restart_stops_and_starts_again() {
     assert_eq!(inspect(&c)["State"]["Pid"], after);
     fails(&["start", "no-such-box"], 1, "no such container");
     fails(&["start", "-a", &c, &c], 125, "one container at a time");
+}
+
+/// `start` of a container that cannot run again is one line and exit 1:
+/// one whose `-v` host directory has become a file (the reason is run's,
+/// and `start -a` exits with run's 125), and one recorded by a minibox
+/// older than `start` (its record has no run flags).
+#[test]
+fn start_that_cannot_run_says_why_in_one_line() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("vol");
+    let c = name("cannotstart");
+    let bind = format!("{}:/data", volume.display());
+    ok(&[
+        "run", "--trace", "off", "--name", &c, "-v", &bind, "busybox", "true",
+    ]);
+    std::fs::remove_dir(&volume).unwrap();
+    std::fs::write(&volume, "now a file").unwrap();
+    fails(
+        &["start", "--trace", "off", &c],
+        1,
+        &format!("container {} did not start: volume {bind}: ", &*c),
+    );
+    let out = cli(&["start", "-a", "--trace", "off", &c]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not a directory"));
+
+    // A record as minibox wrote it before `start` (no run flags, no image
+    // as typed), renamed into place whole.
+    let old = name("oldrecord");
+    let id = format!("{:0>12x}", std::process::id());
+    let containers = minibox_tests::test_env().root.join("containers");
+    let staging = containers.join(format!("{id}.staging"));
+    std::fs::create_dir_all(&staging).unwrap();
+    let record = serde_json::json!({
+        "id": id, "name": &*old, "image": "busybox", "command": ["true"],
+        "env": [], "hostname": id, "lower": minibox_tests::default_rootfs(),
+        "created": 0.0, "status": "exited", "init": null, "exit_code": 0,
+        "finished": 1.0, "oom_killed": false,
+        "cgroup_parent": minibox_tests::test_env().cgroup_parent, "auto_remove": false
+    });
+    std::fs::write(staging.join("state.json"), record.to_string()).unwrap();
+    std::fs::rename(&staging, containers.join(&id)).unwrap();
+    assert!(ps_row(&old).unwrap().contains("Exited (0)"));
+    fails(
+        &["start", &old],
+        1,
+        "was made before minibox kept its run flags: it cannot be started again",
+    );
+    assert_eq!(inspect(&old)["State"]["Status"], "exited", "left as it was");
 }
 
 /// The busybox rootfs as a tarball (what `docker export` would give).

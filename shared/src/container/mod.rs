@@ -166,6 +166,21 @@ impl ContainerState {
         self.finished = Some(state::now());
         self.oom_killed = oom_killed;
         if self.auto_remove {
+            // A `wait` may hold this file open: it reads the code from it
+            // once the directory is gone. Written in place (not renamed), so
+            // the file it holds is the one that gets the code.
+            let path = state::exit_code_path(&self.id);
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut file| writeln!(file, "{}", exit.code()));
+            if let Err(e) = written {
+                crate::trace::failed(
+                    format!("write {}", path.display()),
+                    crate::error::errno_of(&e),
+                );
+            }
             return layer::remove_dir(&layer::container_dir(&self.id));
         }
         self.save()

@@ -173,6 +173,13 @@ pub fn log_path(id: &str) -> PathBuf {
     container_dir(id).join("container.log")
 }
 
+/// Where a `--rm` container's exit code is written as it goes: `wait`
+/// holds this file open, so it can read the code after the directory is
+/// gone (see [`super::control::wait`]).
+pub fn exit_code_path(id: &str) -> PathBuf {
+    container_dir(id).join("exit-code")
+}
+
 fn state_path(id: &str) -> PathBuf {
     container_dir(id).join("state.json")
 }
