@@ -106,7 +106,12 @@ fn start(name: &str, flags: &[&str], command: &[&str]) -> String {
 // The caller waits for the returned child (it ends with the container).
 #[allow(clippy::zombie_processes)]
 fn said_ready(name: &str) -> std::process::Child {
-    let mut logs = stage_process(STAGE)
+    said_ready_on(STAGE, name)
+}
+
+#[allow(clippy::zombie_processes)]
+fn said_ready_on(stage: &str, name: &str) -> std::process::Child {
+    let mut logs = stage_process(stage)
         .args(["logs", "-f", name])
         .stdout(Stdio::piped())
         .spawn()
@@ -1265,4 +1270,322 @@ fn start_reads_relative_paths_where_run_did() {
     let out = cli(&["start", "-a", "--trace", "off", &c]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "here\n");
+}
+
+/// `exec --trace off NAME COMMAND…` on `stage`: its stdout.
+fn exec_on(stage: &str, name: &str, command: &[&str]) -> String {
+    let mut args = vec!["exec", "--trace", "off", name];
+    args.extend(command);
+    ok_on(stage, &args)
+}
+
+/// The names in a tar archive (`./` and trailing `/` dropped).
+fn tar_names(bytes: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(bytes);
+    archive
+        .entries()
+        .expect("a tar archive")
+        .map(|e| {
+            let path = e.unwrap().path().unwrap().display().to_string();
+            path.trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect()
+}
+
+/// A tar archive of `entries`: (name, Some(content)) is a file,
+/// (name, None) with `link` a symlink to it.
+fn tar_of(entries: &[(&str, &str, Option<&str>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, content, link) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        match link {
+            Some(target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                builder.append_link(&mut header, name, target).unwrap();
+            }
+            None => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(content.len() as u64);
+                // Set by hand: append_data refuses names with `..`, which
+                // a hostile archive may well have.
+                header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+                header.set_cksum();
+                builder.append(&header, content.as_bytes()).unwrap();
+            }
+        }
+    }
+    builder.into_inner().unwrap()
+}
+
+/// A container whose `/srv` holds a tree to copy and links that point at
+/// the host if followed on the host: `/srv/evil -> /etc` (absolute) and
+/// `/srv/up -> ../../../../../etc` (climbing).
+const HOSTILE_TREE: &str = "mkdir -p /srv/d/sub /srv/in; echo one > /srv/d/a; \
+    echo two > /srv/d/sub/b; chmod 640 /srv/d/sub/b; ln -s /etc/passwd /srv/d/pw; \
+    ln -s /etc /srv/evil; ln -s ../../../../../etc /srv/up; echo ready; sleep 1000";
+
+/// `cp` copies both ways, by docker's rules for DEST (into an existing
+/// directory under SRC's name, `dir/.` its contents, a new name, `-` a tar
+/// archive on stdout or stdin), links as links; every container path is
+/// resolved inside the container's root, so the container's symlinks
+/// (absolute or climbing with `..`), and those in an archive, lead to the
+/// container's files and never to the host's. On stage 07 and 09.
+#[rstest]
+#[case::stage_07("07-full")]
+#[case::stage_09("09-hardening")]
+fn cp_copies_both_ways_inside_the_containers_root(#[case] stage: &'static str) {
+    require_root!();
+    let c = name_on(stage, &format!("copied{}", minibox_tests::number(stage)));
+    start_on(stage, &c, &[], &["sh", "-c", HOSTILE_TREE]);
+    let mut logs = said_ready_on(stage, &c);
+    let host = tempfile::tempdir().unwrap();
+    let at = |p: &str| host.path().join(p);
+    let at_str = |p: &str| at(p).display().to_string();
+    let marker = format!("minibox-cp-{}", std::process::id());
+
+    // Out: a directory to a new name, links kept as links, modes kept.
+    ok_on(stage, &["cp", &format!("{}:/srv/d", &*c), &at_str("out")]);
+    assert_eq!(std::fs::read_to_string(at("out/a")).unwrap(), "one\n");
+    assert_eq!(std::fs::read_to_string(at("out/sub/b")).unwrap(), "two\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(at("out/sub/b"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert_eq!(
+        std::fs::read_link(at("out/pw")).unwrap(),
+        std::path::Path::new("/etc/passwd"),
+        "a link is copied as a link, not followed"
+    );
+    // Into an existing directory: under its own name; `dir/.`: contents.
+    std::fs::create_dir(at("into")).unwrap();
+    ok_on(stage, &["cp", &format!("{}:srv/d", &*c), &at_str("into")]);
+    assert!(at("into/d/sub/b").is_file(), "a relative path is from /");
+    std::fs::create_dir(at("contents")).unwrap();
+    ok_on(
+        stage,
+        &["cp", &format!("{}:/srv/d/.", &*c), &at_str("contents")],
+    );
+    assert!(at("contents/a").is_file() && !at("contents/d").exists());
+
+    // Through the container's symlinks: the container's /etc, not ours.
+    let container_hostname = exec_on(stage, &c, &["cat", "/etc/hostname"]);
+    for link in ["evil", "up"] {
+        let copy = at_str(&format!("hostname-{link}"));
+        ok_on(
+            stage,
+            &["cp", &format!("{}:/srv/{link}/hostname", &*c), &copy],
+        );
+        assert_eq!(
+            std::fs::read_to_string(&copy).unwrap(),
+            container_hostname,
+            "/srv/{link}/hostname"
+        );
+    }
+    std::fs::write(at("planted"), "from the host\n").unwrap();
+    for link in ["evil", "up"] {
+        let dest = format!("{}:/srv/{link}/{marker}-{link}", &*c);
+        ok_on(stage, &["cp", &at_str("planted"), &dest]);
+        let host_etc = std::path::Path::new("/etc").join(format!("{marker}-{link}"));
+        assert!(
+            !host_etc.exists(),
+            "{} was written on the host",
+            host_etc.display()
+        );
+        assert_eq!(
+            exec_on(stage, &c, &["cat", &format!("/etc/{marker}-{link}")]),
+            "from the host\n"
+        );
+    }
+
+    // `-`: a tar archive on stdout, of SRC under its own name.
+    let out = cli_on(stage, &["cp", &format!("{}:/srv/d", &*c), "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut names = tar_names(&out.stdout);
+    names.sort();
+    assert_eq!(names, ["d", "d/a", "d/pw", "d/sub", "d/sub/b"]);
+    // … and from stdin, into a directory. A hostile archive's link to `/`
+    // leads to the container's root, not the host's.
+    let archive = tar_of(&[
+        ("given", "by tar\n", None),
+        ("root", "", Some("/")),
+        (&format!("root/etc/{marker}-tar"), "through a link\n", None),
+    ]);
+    let out = stage_command(stage)
+        .args(["cp", "-", &format!("{}:/srv/in", &*c)])
+        .write_stdin(archive)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(exec_on(stage, &c, &["cat", "/srv/in/given"]), "by tar\n");
+    assert_eq!(
+        exec_on(stage, &c, &["cat", &format!("/etc/{marker}-tar")]),
+        "through a link\n"
+    );
+    assert!(!std::path::Path::new("/etc")
+        .join(format!("{marker}-tar"))
+        .exists());
+    // An entry that climbs out with `..` is refused (1).
+    let out = stage_command(stage)
+        .args(["cp", "-", &format!("{}:/srv/in", &*c)])
+        .write_stdin(tar_of(&[(&format!("../../{marker}-climb"), "x", None)]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("climbs out"), "{}", stderr(&out));
+
+    // Bad command lines (125) and failed copies (1).
+    let two = [format!("{}:/a", &*c), format!("{}:/b", &*c)];
+    let out = cli_on(stage, &["cp", &two[0], &two[1]]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("copying between containers is not supported"));
+    let out = cli_on(stage, &["cp", &at_str("planted"), &at_str("elsewhere")]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("at least one container"));
+    for (args, message) in [
+        (
+            vec![
+                "cp".to_string(),
+                format!("{}:/nonexistent", &*c),
+                at_str("x"),
+            ],
+            "no such file or directory",
+        ),
+        (
+            vec!["cp".into(), format!("{}:/srv/d", &*c), at_str("planted")],
+            "cannot copy a directory to a file",
+        ),
+        (
+            vec!["cp".into(), "no-such-box:/etc".into(), at_str("x")],
+            "no such container",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cli_on(stage, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
+    ok_on(stage, &["kill", &c]);
+    assert!(logs.wait().unwrap().success());
+}
+
+/// `cp` out onto the host replaces what is at the destination, never
+/// writes through it: a symlink there (to a host file) is replaced by the
+/// container's file, and the host file it pointed at is left as it was.
+#[test]
+fn cp_to_the_host_replaces_links_it_finds_there() {
+    require_root!();
+    let c = name("replaced");
+    start(
+        &c,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /srv/f; echo container > /srv/f/x; echo ready; sleep 1000",
+        ],
+    );
+    let mut logs = said_ready(&c);
+    let host = tempfile::tempdir().unwrap();
+    let victim = host.path().join("victim");
+    std::fs::write(&victim, "host file\n").unwrap();
+    std::fs::create_dir_all(host.path().join("out/f")).unwrap();
+    std::os::unix::fs::symlink(&victim, host.path().join("out/f/x")).unwrap();
+    ok(&[
+        "cp",
+        &format!("{}:/srv/f", &*c),
+        host.path().join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host file\n");
+    let copied = host.path().join("out/f/x");
+    assert!(!copied.is_symlink());
+    assert_eq!(std::fs::read_to_string(copied).unwrap(), "container\n");
+    ok(&["kill", &c]);
+    assert!(logs.wait().unwrap().success());
+}
+
+/// `cp` of a stopped container works on its layer: a file copied in is
+/// there when it runs again, and one it wrote can be copied out.
+#[test]
+fn cp_works_on_a_stopped_containers_layer() {
+    require_root!();
+    let c = name("stoppedcp");
+    let out = cli(&[
+        "run",
+        "--trace",
+        "off",
+        "--name",
+        &c,
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /made; cat /given 2>/dev/null || echo none",
+    ]);
+    assert_eq!(stdout(&out), "none\n");
+    let host = tempfile::tempdir().unwrap();
+    let given = host.path().join("given");
+    std::fs::write(&given, "given\n").unwrap();
+    ok(&["cp", given.to_str().unwrap(), &format!("{}:/", &*c)]);
+    let made = host.path().join("made");
+    ok(&["cp", &format!("{}:/made", &*c), made.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "made\n");
+    let out = cli(&["start", "-a", "--trace", "off", &c]);
+    assert_eq!(stdout(&out), "given\n");
+    // Nothing of the copies is left mounted on the host.
+    let id = inspect(&c)["Id"].as_str().unwrap().to_string();
+    assert!(!minibox_tests::host_mountinfo().contains(&id));
+}
+
+/// `export` writes the container's filesystem as a tar archive, to stdout
+/// or `-o FILE`: the image with the container's changes (a file it made
+/// is there, one it deleted is not), without its volumes, as docker's.
+/// A running container is frozen only while it is packed.
+#[test]
+fn export_writes_the_containers_filesystem() {
+    require_root!();
+    let c = name("exported");
+    let volume = tempfile::tempdir().unwrap();
+    std::fs::write(volume.path().join("in-volume"), "v").unwrap();
+    let bind = format!("{}:/vol", volume.path().display());
+    let id = start(
+        &c,
+        &["-v", &bind],
+        &[
+            "sh",
+            "-c",
+            "echo new > /made; rm /bin/vi; echo ready; sleep 1000",
+        ],
+    );
+    let mut logs = said_ready(&c);
+    let out = cli(&["export", &c]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names = tar_names(&out.stdout);
+    for want in ["made", "bin/busybox", "etc/passwd", "vol"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing");
+    }
+    assert!(
+        !names.iter().any(|n| n == "bin/vi"),
+        "a deleted file came back"
+    );
+    assert!(
+        !names.iter().any(|n| n == "vol/in-volume"),
+        "a volume's file"
+    );
+    assert!(!is_frozen(&id), "thawed after");
+    assert_eq!(inspect(&c)["State"]["Status"], "running");
+
+    ok(&["stop", "-t", "0", "--trace", "off", &c]);
+    assert!(logs.wait().unwrap().success());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    assert_eq!(ok(&["export", "-o", file.path().to_str().unwrap(), &c]), "");
+    let from_file = tar_names(&std::fs::read(file.path()).unwrap());
+    assert!(from_file.iter().any(|n| n == "made"));
+    assert!(!from_file.iter().any(|n| n == "bin/vi"));
+    fails(&["export", "no-such-box"], 1, "no such container");
 }

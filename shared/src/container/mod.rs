@@ -8,6 +8,7 @@
 
 pub mod commit;
 pub mod control;
+pub mod copy;
 pub mod detach;
 pub mod exec;
 pub mod inside;
@@ -366,6 +367,26 @@ pub enum Verb {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST ("-": a tar archive on stdout or stdin)
+    Cp {
+        /// Copy what a symbolic link SRC points to, not the link
+        #[arg(short = 'L', long = "follow-link")]
+        follow_link: bool,
+        /// Keep the owners (uid, gid) the files have in the source
+        #[arg(short, long)]
+        archive: bool,
+        #[arg(value_name = "SRC")]
+        src: String,
+        #[arg(value_name = "DEST")]
+        dest: String,
+    },
+    /// Write a container's filesystem as a tar archive (to stdout, or -o FILE)
+    Export {
+        /// Write to FILE instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        container: String,
+    },
     /// Container commands grouped as docker groups them (`container prune`)
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -557,6 +578,26 @@ impl Verb {
                     println!("{name}");
                 }
             }
+            Verb::Cp {
+                follow_link,
+                archive,
+                src,
+                dest,
+            } => {
+                let options = copy::CpOptions {
+                    follow: follow_link,
+                    archive,
+                };
+                // Two container paths, or none: a command line docker
+                // rejects (125); anything after that is a failed copy (1).
+                copy::check_locations(&src, &dest)?;
+                let skipped = copy::cp(&src, &dest, options).map_err(Error::failed)?;
+                note_skipped(&skipped);
+            }
+            Verb::Export { output, container } => {
+                let skipped = copy::export(&container, output.as_deref()).map_err(Error::failed)?;
+                note_skipped(&skipped);
+            }
             Verb::Container(ContainerCommand::Prune { force }) => {
                 if !force && !confirm(
                     "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ",
@@ -577,6 +618,16 @@ impl Verb {
             }
         }
         Ok(Exit::Code(0))
+    }
+}
+
+/// What a tar (or a copy) could not carry, on stderr.
+fn note_skipped(skipped: &[String]) {
+    if !skipped.is_empty() {
+        eprintln!(
+            "left out (sockets, device nodes and FIFOs are not copied): {}",
+            skipped.join(", ")
+        );
     }
 }
 
