@@ -430,6 +430,12 @@ fn disk_usage(dir: &Path) -> u64 {
 /// docker's sizes in `images`: `4.2MB`, four digits at most (powers of
 /// 1000, as docker's go-units).
 fn decimal_size(bytes: u64) -> String {
+    decimal_size_with(bytes, 4)
+}
+
+/// Powers of 1000 with at most `significant` digits (`ps -s` shows 3,
+/// as docker's `HumanSizeWithPrecision(size, 3)`).
+pub fn decimal_size_with(bytes: u64, significant: usize) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -437,11 +443,12 @@ fn decimal_size(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    let digits = match value {
-        v if v >= 100.0 => 1,
+    let whole_digits = match value {
+        v if v >= 100.0 => 3,
         v if v >= 10.0 => 2,
-        _ => 3,
+        _ => 1,
     };
+    let digits = significant.saturating_sub(whole_digits);
     let mut text = format!("{value:.digits$}");
     if text.contains('.') {
         text = text.trim_end_matches('0').trim_end_matches('.').to_string();

@@ -1589,3 +1589,100 @@ fn export_writes_the_containers_filesystem() {
     assert!(!from_file.iter().any(|n| n == "bin/vi"));
     fails(&["export", "no-such-box"], 1, "no such container");
 }
+
+/// `ps` takes docker's switches: `--format` (a template of docker's
+/// fields, `table TEMPLATE` with docker's headers, `json`), `-n N` and
+/// `-l` (the last created, whatever their state), `--no-trunc` (the whole
+/// COMMAND), `-s` (SIZE: what the container wrote, and with its image).
+#[test]
+fn ps_takes_format_last_latest_no_trunc_and_size() {
+    require_root!();
+    let key = format!("psflags{}", std::process::id());
+    let label = format!("{key}=yes");
+    let filter = format!("label={key}");
+    let older = name("psolder");
+    let newer = name("psnewer");
+    ok(&[
+        "run", "--trace", "off", "--name", &older, "-l", &label, "busybox", "true",
+    ]);
+    let long = "dd if=/dev/zero of=/big bs=1k count=100 2>/dev/null; echo ready; sleep 1000";
+    let newer_id = start(&newer, &["-l", &label], &["sh", "-c", long]);
+    let mut logs = said_ready(&newer);
+    let older_id = inspect(&older)["Id"].as_str().unwrap().to_string();
+
+    let out = ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.ID}} {{.Names}} {{.State}} {{.Labels}}",
+    ]);
+    assert_eq!(
+        out,
+        format!(
+            "{newer_id} {} running {label}\n{older_id} {} exited {label}\n",
+            &*newer, &*older
+        )
+    );
+    let table = ok(&[
+        "ps",
+        "--filter",
+        &filter,
+        "--format",
+        "table {{.ID}}\\t{{.Names}}",
+    ]);
+    assert_eq!(
+        table,
+        format!("CONTAINER ID   NAMES\n{newer_id}   {}\n", &*newer)
+    );
+    let json = ok(&["ps", "-a", "--filter", &filter, "--format", "json"]);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{json}");
+    assert_eq!(lines[1]["Names"], &*older);
+    assert_eq!(
+        lines[1]["Status"]
+            .as_str()
+            .map(|s| s.starts_with("Exited (0)")),
+        Some(true)
+    );
+
+    // -n and -l: the newest, stopped ones included, without -a.
+    assert_eq!(
+        ok(&["ps", "-q", "-n", "2", "--filter", &filter]),
+        format!("{newer_id}\n{older_id}\n")
+    );
+    assert_eq!(
+        ok(&["ps", "-q", "-n", "1", "--filter", &filter]),
+        format!("{newer_id}\n")
+    );
+    ok(&["stop", "-t", "0", "--trace", "off", &newer]);
+    assert!(logs.wait().unwrap().success());
+    let latest = ok(&["ps", "-l", "--filter", &filter]);
+    assert_eq!(latest.lines().count(), 2, "{latest}");
+    assert!(latest.lines().nth(1).unwrap().starts_with(&newer_id));
+
+    // The COMMAND column is cut to 24 characters unless --no-trunc.
+    let full = format!("\"sh -c {long}\"");
+    let cut = ok(&["ps", "-l", "--filter", &filter]);
+    assert!(!cut.contains(&full) && cut.contains('…'), "{cut}");
+    let whole = ok(&["ps", "-l", "--no-trunc", "--filter", &filter]);
+    assert!(whole.contains(&full), "{whole}");
+
+    // -s: 102400 bytes written, in docker's units, then with the image.
+    let sized = ok(&["ps", "-l", "-s", "--filter", &filter]);
+    let mut lines = sized.lines();
+    assert!(lines.next().unwrap().ends_with("SIZE"), "{sized}");
+    let row = lines.next().unwrap();
+    let size = &row[row.rfind("102kB").unwrap_or_else(|| panic!("{sized}"))..];
+    assert!(
+        size.starts_with("102kB (virtual ") && size.ends_with("MB)"),
+        "{size}"
+    );
+
+    fails(&["ps", "--format", "{{.ID"], 125, "unclosed action");
+    fails(&["ps", "-a", "--format", "{{.Nope}}"], 1, "Nope");
+}

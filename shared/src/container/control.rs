@@ -193,7 +193,7 @@ pub fn prune(extensions: &[&dyn Extension]) -> Result<(Vec<String>, u64)> {
 }
 
 /// Bytes of the regular files under `dir` (symlinks not followed).
-fn disk_usage(dir: &Path) -> u64 {
+pub(crate) fn disk_usage(dir: &Path) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };

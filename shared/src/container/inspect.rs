@@ -205,6 +205,33 @@ impl Template {
     }
 }
 
+impl Template {
+    /// The template with each field replaced by the header `name_of` gives
+    /// its last name (`{{.ID}}` → `CONTAINER ID`): `ps --format table`'s
+    /// first line.
+    pub fn header(&self, name_of: impl Fn(&str) -> String) -> String {
+        self.0
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => text.clone(),
+                Piece::Field(path) | Piece::Json(path) => {
+                    path.last().map_or_else(String::new, |last| name_of(last))
+                }
+            })
+            .collect()
+    }
+
+    /// Does the template name `field` (at its top)?
+    pub fn names_field(&self, field: &str) -> bool {
+        self.0.iter().any(|piece| match piece {
+            Piece::Field(path) | Piece::Json(path) => {
+                path.first().is_none_or(|first| first == field)
+            }
+            Piece::Text(_) => false,
+        })
+    }
+}
+
 /// `.State.Pid` → ["State", "Pid"]; `.` → [].
 fn parse_path(text: &str) -> Option<Vec<String>> {
     if text == "." {

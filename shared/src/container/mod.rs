@@ -14,6 +14,7 @@ pub mod exec;
 pub mod inside;
 pub mod inspect;
 pub mod logging;
+pub mod ps;
 pub mod start;
 pub mod state;
 pub mod stop;
@@ -227,6 +228,21 @@ pub enum Verb {
         /// Only those matching: label=KEY[=VALUE], name=TEXT, id=PREFIX, status=STATUS (repeatable)
         #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = Filter::parse)]
         filter: Vec<Filter>,
+        /// 'table', 'table TEMPLATE', 'json' or a TEMPLATE, e.g. '{{.ID}}\t{{.Names}}'
+        #[arg(long, value_name = "FORMAT", value_parser = ps::Format::parse)]
+        format: Option<ps::Format>,
+        /// The N last created containers, whatever their state
+        #[arg(short = 'n', long = "last", value_name = "N")]
+        last: Option<usize>,
+        /// The last created container, whatever its state (-n 1)
+        #[arg(short = 'l', long)]
+        latest: bool,
+        /// Do not cut the COMMAND column
+        #[arg(long)]
+        no_trunc: bool,
+        /// Show the SIZE column: what each container wrote (virtual: with its image)
+        #[arg(short, long)]
+        size: bool,
     },
     /// Show what a detached container printed
     Logs {
@@ -439,7 +455,27 @@ impl Verb {
     /// Carry out the verb; its exit code for the binary to exit with.
     pub fn execute(self, extensions: &[&dyn Extension]) -> Result<Exit> {
         match self {
-            Verb::Ps { all, quiet, filter } => print!("{}", ps(all, quiet, &filter, extensions)),
+            Verb::Ps {
+                all,
+                quiet,
+                filter,
+                format,
+                last,
+                latest,
+                no_trunc,
+                size,
+            } => {
+                let options = ps::Options {
+                    all,
+                    quiet,
+                    filters: filter,
+                    last: if latest { Some(1) } else { last },
+                    no_trunc,
+                    size,
+                    format,
+                };
+                print!("{}", ps::ps(&options, extensions).map_err(Error::failed)?)
+            }
             Verb::Logs {
                 follow,
                 timestamps,
@@ -686,97 +722,6 @@ fn image_user(rootfs: &Path) -> Option<String> {
         Entry::Ok(c) if c.lower == rootfs => Some(c.name.clone()),
         _ => None,
     })
-}
-
-/// `ps`: running containers, or all with `-a`; ids only with `-q`. Each
-/// extension may add a column (stage 08: the address and ports).
-pub fn ps(all: bool, quiet: bool, filters: &[Filter], extensions: &[&dyn Extension]) -> String {
-    // docker: a status filter looks at stopped containers too.
-    let all = all || filters.iter().any(|f| matches!(f, Filter::Status(_)));
-    let now = state::now();
-    let mut header: Vec<String> = [
-        "CONTAINER ID",
-        "NAME",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "PID",
-    ]
-    .map(String::from)
-    .to_vec();
-    let columns: Vec<&&dyn Extension> = extensions
-        .iter()
-        .filter(|e| e.ps_header().is_some())
-        .collect();
-    header.extend(
-        columns
-            .iter()
-            .filter_map(|e| e.ps_header().map(String::from)),
-    );
-    let mut rows = vec![header];
-    let mut ids = Vec::new();
-    for entry in state::list() {
-        match entry {
-            Entry::Ok(c) => {
-                let condition = c.condition();
-                if !all && condition != Condition::Running || !Filter::all_match(filters, &c) {
-                    continue;
-                }
-                ids.push(c.id.clone());
-                let mut command = c.command.join(" ");
-                if command.chars().count() > 24 {
-                    command = command.chars().take(23).collect::<String>() + "…";
-                }
-                let mut row = vec![
-                    c.id.clone(),
-                    c.name.clone(),
-                    c.image.clone(),
-                    format!("{command:?}"),
-                    format!("{} ago", state::ago(now - c.created)),
-                    state::describe(&c, now),
-                    c.init
-                        .as_ref()
-                        .filter(|_| condition == Condition::Running)
-                        .map_or("-".into(), |p| p.pid.to_string()),
-                ];
-                row.extend(columns.iter().map(|e| e.ps_cell(&c.id)));
-                rows.push(row);
-            }
-            Entry::Broken { id, reason } if all && filters.is_empty() => {
-                ids.push(id.clone());
-                let mut row = vec![
-                    id.clone(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    format!("Dead ({reason})"),
-                    "-".into(),
-                ];
-                row.resize(rows[0].len(), "-".into());
-                rows.push(row);
-            }
-            Entry::Broken { .. } => {}
-        }
-    }
-    if quiet {
-        return ids.iter().map(|id| format!("{id}\n")).collect();
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, cell)| format!("{cell:<width$}", width = widths[i]))
-            .collect();
-        out.push_str(cells.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// One `ps --filter`, docker's: `label` filters must all match; of the
