@@ -1686,3 +1686,129 @@ fn ps_takes_format_last_latest_no_trunc_and_size() {
     fails(&["ps", "--format", "{{.ID"], 125, "unclosed action");
     fails(&["ps", "-a", "--format", "{{.Nope}}"], 1, "Nope");
 }
+
+/// `-u UID[:GID]` on stages 07 and 08 (numbers; stage 09 takes names):
+/// the command runs as that user, in group 0 when none is given (docker's
+/// default for a user the image does not name), with no supplementary
+/// groups; `exec` runs as the container's user unless its own `-u` says.
+#[rstest]
+#[case::stage_07("07-full")]
+#[case::stage_08("08-network")]
+fn user_runs_the_command_as_uid_and_gid(#[case] stage: &'static str) {
+    require_root!();
+    let ids = "id -u; id -g; id -G";
+    assert_eq!(
+        run_ok(stage, &["-u", "1000"], &["sh", "-c", ids]),
+        "1000\n0\n0\n"
+    );
+    assert_eq!(
+        run_ok(stage, &["-u", "1000:100"], &["sh", "-c", ids]),
+        "1000\n100\n100\n"
+    );
+    let c = name_on(stage, &format!("user{}", minibox_tests::number(stage)));
+    start_on(stage, &c, &["-u", "1000:100"], &["sleep", "1000"]);
+    assert_eq!(inspect_on(stage, &c)["Config"]["User"], "1000:100");
+    assert_eq!(exec_on(stage, &c, &["sh", "-c", ids]), "1000\n100\n100\n");
+    assert_eq!(
+        ok_on(
+            stage,
+            &["exec", "--trace", "off", "-u", "0", &c, "id", "-u"]
+        ),
+        "0\n"
+    );
+    let out = cli_on(stage, &["run", "-u", "nobody", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("expected UID"), "{}", stderr(&out));
+}
+
+/// `--init`: minibox's init stays PID 1 (`minibox-init`) and the command
+/// is its child, as with docker's tini: an orphan re-parented to PID 1 is
+/// reaped (no zombie is left), signals sent to the container reach the
+/// command (a `sleep`-like command that is not PID 1 dies of `stop`'s
+/// SIGTERM: 143, at once, not after the grace period), on stage 07 and
+/// under stage 09's hardening.
+#[rstest]
+#[case::stage_07("07-full")]
+#[case::stage_09("09-hardening")]
+fn init_reaps_orphans_and_passes_signals_on(#[case] stage: &'static str) {
+    require_root!();
+    let c = name_on(stage, &format!("tini{}", minibox_tests::number(stage)));
+    // The orphan: a subshell starts it in the background and exits, so it
+    // is re-parented to PID 1. It prints its pid in the container.
+    let script = "trap 'echo winched' WINCH; (sh -c 'echo orphan $$' &); echo ready; \
+                  while :; do sleep 1000 & wait; done";
+    start_on(stage, &c, &["--init"], &["sh", "-c", script]);
+    assert_eq!(inspect_on(stage, &c)["HostConfig"]["Init"], true);
+    let mut logs = stage_process(stage)
+        .args(["logs", "-f", &c])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(logs.stdout.take().unwrap());
+    let mut next_line = || {
+        let mut line = String::new();
+        assert_ne!(reader.read_line(&mut line).unwrap(), 0, "the log ended");
+        line.trim_end().to_string()
+    };
+    let (mut ready, mut orphan) = (false, None);
+    while !ready || orphan.is_none() {
+        let line = next_line();
+        ready |= line == "ready";
+        if let Some(pid) = line.strip_prefix("orphan ") {
+            orphan = Some(pid.to_string());
+        }
+    }
+    let orphan = orphan.unwrap();
+    let rows = |out: String| -> Vec<Vec<String>> {
+        out.lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .collect()
+    };
+    // Wait (on a pidfd) until the orphan has exited, if it has not.
+    let found = rows(ok_on(stage, &["top", &c]))
+        .into_iter()
+        .find(|r| r[3] == orphan);
+    if let Some(row) = found {
+        let pid: i32 = row[1].parse().unwrap();
+        // SAFETY: pidfd_open takes a pid and flags only.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd >= 0 {
+            use std::os::fd::{AsFd, FromRawFd};
+            // SAFETY: the kernel just returned this fd.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+            let mut fds = [nix::poll::PollFd::new(
+                fd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE).unwrap();
+        }
+    }
+    // PID 1 takes the lowest pending signal first: once the command has
+    // the SIGWINCH (28) sent after the orphan's end, PID 1 has handled the
+    // SIGCHLD (17) of that end.
+    ok_on(stage, &["kill", "-s", "WINCH", &c]);
+    while next_line() != "winched" {}
+    // A zombie has left its cgroup (so `top`), not its parent's children.
+    let processes = rows(ok_on(stage, &["top", &c]));
+    let pid1 = processes.iter().find(|r| r[3] == "1").unwrap();
+    let sh = processes.iter().find(|r| r[3] == "2").unwrap();
+    assert_eq!(
+        sh[5..7],
+        ["sh", "-c"],
+        "the command is PID 2: {processes:?}"
+    );
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", pid1[1])).unwrap();
+    assert_eq!(
+        children.split_whitespace().collect::<Vec<_>>(),
+        [sh[1].as_str()],
+        "PID 1's children: the command, and no zombie"
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", pid1[1])).unwrap();
+    assert_eq!(comm, "minibox-init\n", "{processes:?}");
+
+    ok_on(stage, &["stop", "-t", "60", "--trace", "off", &c]);
+    assert_eq!(ok_on(stage, &["wait", &c]), "143\n", "SIGTERM reached sh");
+    assert!(logs.wait().unwrap().success());
+}

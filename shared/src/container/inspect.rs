@@ -81,6 +81,7 @@ pub fn to_json(c: &ContainerState) -> Value {
         "Name": format!("/{}", c.name),
         "HostConfig": {
             "AutoRemove": c.auto_remove,
+            "Init": c.init_process,
             "CgroupParent": c.cgroup_parent,
             "Memory": c.limits.memory,
             "MemorySwap": c.limits.memory_swap,
@@ -97,7 +98,7 @@ pub fn to_json(c: &ContainerState) -> Value {
         "Mounts": mounts,
         "Config": {
             "Hostname": c.hostname,
-            "User": "",
+            "User": c.user.map_or_else(String::new, |(uid, gid)| format!("{uid}:{gid}")),
             "Env": c.env,
             "Cmd": cmd,
             "Image": c.image,

@@ -15,6 +15,7 @@ pub mod inside;
 pub mod inspect;
 pub mod logging;
 pub mod ps;
+pub mod reaper;
 pub mod start;
 pub mod state;
 pub mod stop;
@@ -133,6 +134,8 @@ impl ContainerState {
                 .get(typed.len().saturating_sub(image_typed)..)
                 .unwrap_or_default()
                 .to_vec(),
+            user: new.options.user,
+            init_process: new.options.init,
         }
     }
 
@@ -493,13 +496,20 @@ impl Verb {
             Verb::Exec(args) => {
                 trace::start_as("exec", args.trace);
                 let stdin = args.stdio.stdin()?;
+                // docker: exec runs as the container's user unless -u says.
+                let user = args.user.or_else(|| {
+                    state::find(&args.container)
+                        .ok()
+                        .and_then(|c| c.user)
+                        .map(|(uid, gid)| (uid, Some(gid)))
+                });
                 let exit = exec::exec(exec::ExecRequest {
                     container: args.container,
                     command: args.command,
                     stdin,
                     env: args.env,
                     workdir: args.workdir,
-                    user: args.user,
+                    user,
                 })
                 .map_err(exec_failure)?;
                 trace::flush();
