@@ -92,60 +92,61 @@ pub fn cp(src: &str, dest: &str, options: CpOptions) -> Result<Vec<String>> {
         (Location::Container { .. }, Location::Container { .. }) => Err(Error::Usage(
             "copying between containers is not supported".into(),
         )),
-        (Location::Container { name, path }, to) => {
+        (Location::Container { name, path }, Location::Stream) => {
             let root = ContainerRoot::open(&name, false)?;
             let source = Source::at(&root.fd, &in_container(&path), &path, options.follow)?;
-            match to {
-                Location::Stream => {
-                    let mut packer = Packer::new(std::io::stdout().lock());
-                    source.pack(&mut packer, &source.base_name())?;
-                    let (mut out, skipped) = packer.finish()?;
-                    out.flush().map_err(|e| Error::io("write stdout", e))?;
-                    Ok(skipped)
-                }
-                Location::Host(dest) => copy_to_host(&source, &dest, options),
-                Location::Container { .. } => unreachable!("handled above"),
-            }
+            let mut packer = Packer::new(std::io::stdout().lock());
+            source.pack(&mut packer, &source.base_name())?;
+            let (mut out, skipped) = packer.finish()?;
+            out.flush().map_err(|e| Error::io("write stdout", e))?;
+            Ok(skipped)
         }
-        (from, Location::Container { name, path }) => {
+        (Location::Container { name, path }, Location::Host(dest)) => {
+            let root = ContainerRoot::open(&name, false)?;
+            let source = Source::at(&root.fd, &in_container(&path), &path, options.follow)?;
+            copy_to_host(&source, &dest, options)
+        }
+        (Location::Stream, Location::Container { name, path }) => {
             let root = ContainerRoot::open(&name, true)?;
             let dest_path = in_container(&path);
-            let existing = lookup(&root.fd, &dest_path, true)?.map(|(_, stat)| kind_of(&stat));
-            match from {
-                Location::Stream => {
-                    if existing != Some(Kind::Dir) {
-                        return Err(Error::Usage(format!(
-                            "destination {name}:{path} must be a directory"
-                        )));
-                    }
-                    let mut unpacker = Unpacker::new(&root.fd, dest_path, options.archive, false);
-                    unpacker.unpack(std::io::stdin().lock(), "stdin")?;
-                    Ok(unpacker.skipped)
-                }
-                Location::Host(src) => {
-                    let host = host_root()?;
-                    let absolute = std::path::absolute(&src)
-                        .map_err(|e| Error::io(format!("resolve {src}"), e))?;
-                    let source = Source::at(&host, &absolute, &src, options.follow)?;
-                    let target = Target::of(&source, &path, &dest_path, existing)?;
-                    let mut packer = Packer::new(scratch_file()?);
-                    source.pack(&mut packer, &target.name)?;
-                    let (mut archive, mut skipped) = packer.finish()?;
-                    archive
-                        .rewind()
-                        .map_err(|e| Error::io("rewind the archive", e))?;
-                    let mut unpacker = Unpacker::new(&root.fd, target.dir, options.archive, false);
-                    unpacker.unpack(archive, &src)?;
-                    skipped.append(&mut unpacker.skipped);
-                    Ok(skipped)
-                }
-                Location::Container { .. } => unreachable!("handled above"),
+            if existing_kind(&root.fd, &dest_path)? != Some(Kind::Dir) {
+                return Err(Error::Usage(format!(
+                    "destination {name}:{path} must be a directory"
+                )));
             }
+            let mut unpacker = Unpacker::new(&root.fd, dest_path, options.archive, false);
+            unpacker.unpack(std::io::stdin().lock(), "stdin")?;
+            Ok(unpacker.skipped)
+        }
+        (Location::Host(src), Location::Container { name, path }) => {
+            let root = ContainerRoot::open(&name, true)?;
+            let dest_path = in_container(&path);
+            let existing = existing_kind(&root.fd, &dest_path)?;
+            let host = host_root()?;
+            let absolute =
+                std::path::absolute(&src).map_err(|e| Error::io(format!("resolve {src}"), e))?;
+            let source = Source::at(&host, &absolute, &src, options.follow)?;
+            let target = Target::of(&source, &path, &dest_path, existing)?;
+            let mut packer = Packer::new(scratch_file()?);
+            source.pack(&mut packer, &target.name)?;
+            let (mut archive, mut skipped) = packer.finish()?;
+            archive
+                .rewind()
+                .map_err(|e| Error::io("rewind the archive", e))?;
+            let mut unpacker = Unpacker::new(&root.fd, target.dir, options.archive, false);
+            unpacker.unpack(archive, &src)?;
+            skipped.append(&mut unpacker.skipped);
+            Ok(skipped)
         }
         _ => Err(Error::Usage(
             "must specify at least one container source (CONTAINER:PATH)".into(),
         )),
     }
+}
+
+/// What is at `path` inside `root` (its last link followed), if anything.
+fn existing_kind(root: &OwnedFd, path: &Path) -> Result<Option<Kind>> {
+    Ok(lookup(root, path, true)?.map(|(_, stat)| kind_of(&stat)))
 }
 
 /// `export [-o FILE] CONTAINER`: the container's filesystem (its image
@@ -154,24 +155,23 @@ pub fn cp(src: &str, dest: &str, options: CpOptions) -> Result<Vec<String>> {
 /// packed, as `commit` does; the archive is written out after it thaws.
 pub fn export(name: &str, output: Option<&Path>) -> Result<Vec<String>> {
     let container = state::find(name)?;
-    let mut out: Box<dyn Write> = match output {
-        Some(path) => Box::new(
-            File::create(path).map_err(|e| Error::io(format!("create {}", path.display()), e))?,
-        ),
-        None => {
-            use std::io::IsTerminal;
-            if std::io::stdout().is_terminal() {
-                return Err(Error::Usage(
-                    "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
-                ));
-            }
-            Box::new(std::io::stdout().lock())
-        }
-    };
+    use std::io::IsTerminal;
+    if output.is_none() && std::io::stdout().is_terminal() {
+        return Err(Error::Usage(
+            "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
+        ));
+    }
+    // Packed first: a failure leaves no half-written FILE behind.
     let (mut archive, skipped) = super::commit::pack_container(&container)?;
     archive
         .rewind()
         .map_err(|e| Error::io("rewind the archive", e))?;
+    let mut out: Box<dyn Write> = match output {
+        Some(path) => Box::new(
+            File::create(path).map_err(|e| Error::io(format!("create {}", path.display()), e))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
     std::io::copy(&mut archive, &mut out).map_err(|e| Error::io("write the archive", e))?;
     out.flush().map_err(|e| Error::io("write the archive", e))?;
     Ok(skipped)
