@@ -8,6 +8,7 @@
 //! | [`ResourceOptions`] | 05    | `-m`, `--cpus`, `--pids-limit`, …            |
 //! | [`ImageArgs`]       | 06    | `IMAGE [COMMAND]`, `--rootfs`, `-v`          |
 //! | [`ContainerOptions`]| 07    | `-d`, `--name`, `-e`, `--env-file`, `--rm`   |
+//! | [`UserOption`]      | 07–08 | `-u UID[:GID]`                               |
 //! | [`NetworkOptions`]  | 08    | `--network`, `-p`                            |
 //! | [`SecurityOptions`] | 09    | `--privileged`, `--cap-add`, `-u`, …         |
 
@@ -257,6 +258,22 @@ pub struct ContainerOptions {
     /// Set a resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, …; -1: none)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = inside::Ulimit::parse)]
     pub ulimits: Vec<inside::Ulimit>,
+    /// Keep minibox's init as PID 1, to reap orphans and pass signals on (tini's role)
+    #[arg(long)]
+    pub init: bool,
+    /// `-u` of stages 07 and 08 ([`UserOption`]), set by the stage: stage
+    /// 09 has a `-u` of its own, with names.
+    #[arg(skip)]
+    pub user: Option<(u32, u32)>,
+}
+
+/// Stages 07 and 08: `-u UID[:GID]`, numbers (stage 09's
+/// [`SecurityOptions`] takes names too, and replaces it).
+#[derive(clap::Args, Debug, Clone)]
+pub struct UserOption {
+    /// Run as UID[:GID] (numbers; without GID, group 0, as docker)
+    #[arg(short, long, value_name = "UID[:GID]", value_parser = inside::parse_user)]
+    pub user: Option<(u32, u32)>,
 }
 
 impl ContainerOptions {
@@ -311,6 +328,8 @@ impl ContainerOptions {
             .filter(|d| d != std::path::Path::new("/"));
         config.tmpfs = self.tmpfs.clone();
         config.ulimits = self.ulimits.clone();
+        config.init = self.init;
+        config.user = self.user;
     }
 
     /// `-d` runs in the background: it does not mix with `-i` or `-t`.
@@ -488,9 +507,12 @@ pub fn finish_run(result: anyhow::Result<Exit>) -> ExitCode {
                 Err(interrupted) if !is_interrupted(&err) => anyhow::Error::from(interrupted),
                 _ => err,
             };
-            let failed_step = err
-                .chain()
-                .any(|cause| matches!(cause.downcast_ref::<Error>(), Some(Error::Sys { .. })));
+            let failed_step = err.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<Error>().map(Error::cause),
+                    Some(Error::Sys { .. })
+                )
+            });
             if failed_step {
                 trace::flush();
             }

@@ -114,6 +114,9 @@ pub fn exec(run: &RunLink, command: &[OsString], env: &[String]) -> Result<Infal
         trace::quote(&program),
         trace::quote_list(command)
     );
+    if crate::container::reaper::enabled() {
+        return crate::container::reaper::run_command(run, &program_c, &argv, &envp, &step);
+    }
     trace::note(step.clone(), None);
     run.ready_to_exec()?;
     let errno = match unistd::execve(&program_c, &argv, &envp) {

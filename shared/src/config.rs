@@ -80,6 +80,12 @@ pub struct InitConfig {
     /// 07: `--ulimit`s.
     #[serde(default)]
     pub ulimits: Vec<crate::container::inside::Ulimit>,
+    /// 07: `--init`: init stays PID 1, the command runs as its child.
+    #[serde(default)]
+    pub init: bool,
+    /// 07: `-u UID[:GID]` (stages 07 and 08; stage 09 has its own, with names).
+    #[serde(default)]
+    pub user: Option<(u32, u32)>,
 }
 
 /// Where a container's overlay lives (see [`crate::layer`]).

@@ -5,7 +5,8 @@
 //! | code      | meaning                                                  |
 //! |-----------|----------------------------------------------------------|
 //! | 0–124     | the container's command exited with this status          |
-//! | 125       | minibox itself failed: bad flag, missing rootfs, a setup syscall |
+//! | 1         | a verb other than `run` could not do what it was asked (`logs` of an unknown container, `kill` of a stopped one) |
+//! | 125       | a bad command line (any verb); `run`: minibox itself failed (missing rootfs, a setup syscall) |
 //! | 126       | the command was found but cannot be executed             |
 //! | 127       | the command was not found                                |
 //! | 128 + N   | the container's command was killed by signal N, or `run` was interrupted by signal N before the container started |
@@ -26,8 +27,8 @@ pub const EXIT_CANNOT_EXECUTE: u8 = 126;
 pub const EXIT_NOT_FOUND: u8 = 127;
 
 /// A verb whose action failed (docker's `1`: `kill` of a stopped
-/// container, `inspect` of an unknown one). The verbs of issue 16 use it;
-/// the older verbs still answer 125.
+/// container, `logs` or `inspect` of an unknown one). Every verb but `run`
+/// uses it; `run` answers 125 for anything minibox could not do.
 pub const EXIT_ACTION_FAILED: u8 = 1;
 
 /// Killed by SIGKILL (128 + 9): what an OOM kill looks like.
@@ -157,6 +158,14 @@ impl Error {
         match self {
             Error::Failed(_) => self,
             other => Error::Failed(Box::new(other)),
+        }
+    }
+
+    /// The error itself, seen through [`Error::Failed`].
+    pub fn cause(&self) -> &Error {
+        match self {
+            Error::Failed(inner) => inner.cause(),
+            other => other,
         }
     }
 

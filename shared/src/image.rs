@@ -88,6 +88,13 @@ pub fn validate_name(name: &str) -> Result<()> {
     ImageRef::parse(name).map(drop)
 }
 
+/// A `REPOSITORY[:TAG]` on the command line (a bad one is exit 125).
+pub fn parse_name(text: &str) -> std::result::Result<String, String> {
+    ImageRef::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// The directory of image `name` (a tag made by `image tag` is a symbolic
 /// link to the directory it names; this is where the link leads).
 fn image_dir(name: &str) -> Result<Option<PathBuf>> {
@@ -426,6 +433,12 @@ fn disk_usage(dir: &Path) -> u64 {
 /// docker's sizes in `images`: `4.2MB`, four digits at most (powers of
 /// 1000, as docker's go-units).
 fn decimal_size(bytes: u64) -> String {
+    decimal_size_with(bytes, 4)
+}
+
+/// Powers of 1000 with at most `significant` digits (`ps -s` shows 3,
+/// as docker's `HumanSizeWithPrecision(size, 3)`).
+pub fn decimal_size_with(bytes: u64, significant: usize) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -433,11 +446,12 @@ fn decimal_size(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    let digits = match value {
-        v if v >= 100.0 => 1,
+    let whole_digits = match value {
+        v if v >= 100.0 => 3,
         v if v >= 10.0 => 2,
-        _ => 3,
+        _ => 1,
     };
+    let digits = significant.saturating_sub(whole_digits);
     let mut text = format!("{value:.digits$}");
     if text.contains('.') {
         text = text.trim_end_matches('0').trim_end_matches('.').to_string();
@@ -545,12 +559,17 @@ pub fn run_command(command: ImageCommand, used_by: impl Fn(&Path) -> Option<Stri
     match command {
         ImageCommand::Import { args } => {
             let (tarball, name, docker_order) = import_arguments(&args);
+            // A name docker would not take is a bad command line (125);
+            // what goes wrong after that is a failed import (1).
+            if let Some(name) = &name {
+                validate_name(name)?;
+            }
             // Without a name, the image is named by its id (`<none>` in `images`).
             let name = match name {
                 Some(name) => name,
                 None => crate::id::generate()?,
             };
-            let imported = import(&name, &tarball)?;
+            let imported = import(&name, &tarball).map_err(Error::failed)?;
             if docker_order {
                 // docker prints the new image's id.
                 println!("{}", imported.id);
@@ -567,7 +586,7 @@ pub fn run_command(command: ImageCommand, used_by: impl Fn(&Path) -> Option<Stri
         ImageCommand::Ls => print!("{}", table()),
         ImageCommand::Rm { names } => {
             for name in names {
-                remove(&name, &used_by)?;
+                remove(&name, &used_by).map_err(Error::failed)?;
                 println!("Untagged: {name}");
             }
         }

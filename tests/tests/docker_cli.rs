@@ -5,8 +5,8 @@
 //! on 08 and 09 too (with `--network none`: no bridge on the host).
 //!
 //! Exit codes, docker's rule: 125 for a command line rejected before
-//! acting, 1 for an action that failed, the container's own code where
-//! docker passes it through (`wait`).
+//! acting, 1 for an action that failed (every verb but `run`), the
+//! container's own code where docker passes it through (`wait`, `start -a`).
 
 use minibox_tests::{require_root, stage_command, stage_process, stderr, stdout};
 use rstest::rstest;
@@ -106,7 +106,12 @@ fn start(name: &str, flags: &[&str], command: &[&str]) -> String {
 // The caller waits for the returned child (it ends with the container).
 #[allow(clippy::zombie_processes)]
 fn said_ready(name: &str) -> std::process::Child {
-    let mut logs = stage_process(STAGE)
+    said_ready_on(STAGE, name)
+}
+
+#[allow(clippy::zombie_processes)]
+fn said_ready_on(stage: &str, name: &str) -> std::process::Child {
+    let mut logs = stage_process(stage)
         .args(["logs", "-f", name])
         .stdout(Stdio::piped())
         .spawn()
@@ -304,6 +309,52 @@ fn wait_prints_the_exit_code() {
         1,
         "no such container: no-such-box",
     );
+}
+
+/// The files process `pid` has open (the targets of /proc/PID/fd).
+fn open_files(pid: u32) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .collect()
+}
+
+/// `wait` on a `--rm` container prints its exit code, as docker's does,
+/// although the container's record goes as it exits. (`wait` holds the
+/// file the code is written to before it waits: the test kills the
+/// container once `wait` has it open.)
+#[test]
+fn wait_on_an_rm_container_prints_its_exit_code() {
+    require_root!();
+    let c = name("waitrm");
+    let id = start(&c, &["--rm"], &["sleep", "1000"]);
+    let mut waiter = stage_process(STAGE)
+        .args(["wait", &c])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code_file = minibox_tests::test_env()
+        .root
+        .join("containers")
+        .join(&id)
+        .join("exit-code");
+    while !open_files(waiter.id()).contains(&code_file) {
+        assert!(
+            waiter.try_wait().unwrap().is_none(),
+            "wait ended before the container did"
+        );
+    }
+    ok(&["kill", &c]);
+    let mut line = String::new();
+    BufReader::new(waiter.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "137\n");
+    assert!(waiter.wait().unwrap().success());
+    assert!(!code_file.parent().unwrap().exists(), "--rm removed it");
+    fails(&["wait", &c], 1, "no such container");
 }
 
 /// `kill` sends SIGKILL unless `-s` names another signal; signals are
@@ -525,7 +576,7 @@ fn pause_freezes_and_unpause_thaws() {
     assert_eq!(state["Status"], "paused");
     assert_eq!(state["Paused"], true);
     assert_eq!(state["Running"], true);
-    fails(&["exec", &c, "true"], 125, "is paused");
+    fails(&["exec", &c, "true"], 1, "is paused");
     fails(&["pause", &c], 1, "already paused");
     // commit of a paused container leaves it paused (commit thaws only
     // what it froze itself).
@@ -1030,6 +1081,56 @@ fn restart_stops_and_starts_again() {
     fails(&["start", "-a", &c, &c], 125, "one container at a time");
 }
 
+/// `start` of a container that cannot run again is one line and exit 1:
+/// one whose `-v` host directory has become a file (the reason is run's,
+/// and `start -a` exits with run's 125), and one recorded by a minibox
+/// older than `start` (its record has no run flags).
+#[test]
+fn start_that_cannot_run_says_why_in_one_line() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("vol");
+    let c = name("cannotstart");
+    let bind = format!("{}:/data", volume.display());
+    ok(&[
+        "run", "--trace", "off", "--name", &c, "-v", &bind, "busybox", "true",
+    ]);
+    std::fs::remove_dir(&volume).unwrap();
+    std::fs::write(&volume, "now a file").unwrap();
+    fails(
+        &["start", "--trace", "off", &c],
+        1,
+        &format!("container {} did not start: volume {bind}: ", &*c),
+    );
+    let out = cli(&["start", "-a", "--trace", "off", &c]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not a directory"));
+
+    // A record as minibox wrote it before `start` (no run flags, no image
+    // as typed), renamed into place whole.
+    let old = name("oldrecord");
+    let id = format!("{:0>12x}", std::process::id());
+    let containers = minibox_tests::test_env().root.join("containers");
+    let staging = containers.join(format!("{id}.staging"));
+    std::fs::create_dir_all(&staging).unwrap();
+    let record = serde_json::json!({
+        "id": id, "name": &*old, "image": "busybox", "command": ["true"],
+        "env": [], "hostname": id, "lower": minibox_tests::default_rootfs(),
+        "created": 0.0, "status": "exited", "init": null, "exit_code": 0,
+        "finished": 1.0, "oom_killed": false,
+        "cgroup_parent": minibox_tests::test_env().cgroup_parent, "auto_remove": false
+    });
+    std::fs::write(staging.join("state.json"), record.to_string()).unwrap();
+    std::fs::rename(&staging, containers.join(&id)).unwrap();
+    assert!(ps_row(&old).unwrap().contains("Exited (0)"));
+    fails(
+        &["start", &old],
+        1,
+        "was made before minibox kept its run flags: it cannot be started again",
+    );
+    assert_eq!(inspect(&old)["State"]["Status"], "exited", "left as it was");
+}
+
 /// The busybox rootfs as a tarball (what `docker export` would give).
 fn busybox_tarball() -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -1125,9 +1226,15 @@ fn images_have_tags_and_import_takes_dockers_order() {
         .write_stdin("not a tarball, just text\n".repeat(40))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1), "a failed import, docker's code");
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("stdin is not a tar archive"));
+    fails(
+        &["image", "import", file, "Bad:Name"],
+        125,
+        "invalid image name",
+    );
+    fails(&["image", "rm", "nosuchimage"], 1, "not found");
     for image in [other, old, format!("{repo}:v2")] {
         ok(&["image", "rm", &image]);
     }
@@ -1163,4 +1270,545 @@ fn start_reads_relative_paths_where_run_did() {
     let out = cli(&["start", "-a", "--trace", "off", &c]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "here\n");
+}
+
+/// `exec --trace off NAME COMMAND…` on `stage`: its stdout.
+fn exec_on(stage: &str, name: &str, command: &[&str]) -> String {
+    let mut args = vec!["exec", "--trace", "off", name];
+    args.extend(command);
+    ok_on(stage, &args)
+}
+
+/// The names in a tar archive (`./` and trailing `/` dropped).
+fn tar_names(bytes: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(bytes);
+    archive
+        .entries()
+        .expect("a tar archive")
+        .map(|e| {
+            let path = e.unwrap().path().unwrap().display().to_string();
+            path.trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect()
+}
+
+/// A tar archive of `entries`: (name, Some(content)) is a file,
+/// (name, None) with `link` a symlink to it.
+fn tar_of(entries: &[(&str, &str, Option<&str>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, content, link) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        match link {
+            Some(target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                builder.append_link(&mut header, name, target).unwrap();
+            }
+            None => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(content.len() as u64);
+                // Set by hand: append_data refuses names with `..`, which
+                // a hostile archive may well have.
+                header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+                header.set_cksum();
+                builder.append(&header, content.as_bytes()).unwrap();
+            }
+        }
+    }
+    builder.into_inner().unwrap()
+}
+
+/// A container whose `/srv` holds a tree to copy and links that point at
+/// the host if followed on the host: `/srv/evil -> /etc` (absolute) and
+/// `/srv/up -> ../../../../../etc` (climbing).
+const HOSTILE_TREE: &str = "mkdir -p /srv/d/sub /srv/in; echo one > /srv/d/a; \
+    echo two > /srv/d/sub/b; chmod 640 /srv/d/sub/b; ln -s /etc/passwd /srv/d/pw; \
+    ln -s /etc /srv/evil; ln -s ../../../../../etc /srv/up; echo ready; sleep 1000";
+
+/// `cp` copies both ways, by docker's rules for DEST (into an existing
+/// directory under SRC's name, `dir/.` its contents, a new name, `-` a tar
+/// archive on stdout or stdin), links as links; every container path is
+/// resolved inside the container's root, so the container's symlinks
+/// (absolute or climbing with `..`), and those in an archive, lead to the
+/// container's files and never to the host's. On stage 07 and 09.
+#[rstest]
+#[case::stage_07("07-full")]
+#[case::stage_09("09-hardening")]
+fn cp_copies_both_ways_inside_the_containers_root(#[case] stage: &'static str) {
+    require_root!();
+    let c = name_on(stage, &format!("copied{}", minibox_tests::number(stage)));
+    start_on(stage, &c, &[], &["sh", "-c", HOSTILE_TREE]);
+    let mut logs = said_ready_on(stage, &c);
+    let host = tempfile::tempdir().unwrap();
+    let at = |p: &str| host.path().join(p);
+    let at_str = |p: &str| at(p).display().to_string();
+    let marker = format!("minibox-cp-{}", std::process::id());
+
+    // Out: a directory to a new name, links kept as links, modes kept.
+    ok_on(stage, &["cp", &format!("{}:/srv/d", &*c), &at_str("out")]);
+    assert_eq!(std::fs::read_to_string(at("out/a")).unwrap(), "one\n");
+    assert_eq!(std::fs::read_to_string(at("out/sub/b")).unwrap(), "two\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(at("out/sub/b"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert_eq!(
+        std::fs::read_link(at("out/pw")).unwrap(),
+        std::path::Path::new("/etc/passwd"),
+        "a link is copied as a link, not followed"
+    );
+    // Into an existing directory: under its own name; `dir/.`: contents.
+    std::fs::create_dir(at("into")).unwrap();
+    ok_on(stage, &["cp", &format!("{}:srv/d", &*c), &at_str("into")]);
+    assert!(at("into/d/sub/b").is_file(), "a relative path is from /");
+    std::fs::create_dir(at("contents")).unwrap();
+    ok_on(
+        stage,
+        &["cp", &format!("{}:/srv/d/.", &*c), &at_str("contents")],
+    );
+    assert!(at("contents/a").is_file() && !at("contents/d").exists());
+
+    // Through the container's symlinks: the container's /etc, not ours.
+    let container_hostname = exec_on(stage, &c, &["cat", "/etc/hostname"]);
+    for link in ["evil", "up"] {
+        let copy = at_str(&format!("hostname-{link}"));
+        ok_on(
+            stage,
+            &["cp", &format!("{}:/srv/{link}/hostname", &*c), &copy],
+        );
+        assert_eq!(
+            std::fs::read_to_string(&copy).unwrap(),
+            container_hostname,
+            "/srv/{link}/hostname"
+        );
+    }
+    std::fs::write(at("planted"), "from the host\n").unwrap();
+    for link in ["evil", "up"] {
+        let dest = format!("{}:/srv/{link}/{marker}-{link}", &*c);
+        ok_on(stage, &["cp", &at_str("planted"), &dest]);
+        let host_etc = std::path::Path::new("/etc").join(format!("{marker}-{link}"));
+        assert!(
+            !host_etc.exists(),
+            "{} was written on the host",
+            host_etc.display()
+        );
+        assert_eq!(
+            exec_on(stage, &c, &["cat", &format!("/etc/{marker}-{link}")]),
+            "from the host\n"
+        );
+    }
+
+    // `-`: a tar archive on stdout, of SRC under its own name.
+    let out = cli_on(stage, &["cp", &format!("{}:/srv/d", &*c), "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut names = tar_names(&out.stdout);
+    names.sort();
+    assert_eq!(names, ["d", "d/a", "d/pw", "d/sub", "d/sub/b"]);
+    // … and from stdin, into a directory. A hostile archive's link to `/`
+    // leads to the container's root, not the host's.
+    let archive = tar_of(&[
+        ("given", "by tar\n", None),
+        ("root", "", Some("/")),
+        (&format!("root/etc/{marker}-tar"), "through a link\n", None),
+    ]);
+    let out = stage_command(stage)
+        .args(["cp", "-", &format!("{}:/srv/in", &*c)])
+        .write_stdin(archive)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(exec_on(stage, &c, &["cat", "/srv/in/given"]), "by tar\n");
+    assert_eq!(
+        exec_on(stage, &c, &["cat", &format!("/etc/{marker}-tar")]),
+        "through a link\n"
+    );
+    assert!(!std::path::Path::new("/etc")
+        .join(format!("{marker}-tar"))
+        .exists());
+    // An entry that climbs out with `..` is refused (1).
+    let out = stage_command(stage)
+        .args(["cp", "-", &format!("{}:/srv/in", &*c)])
+        .write_stdin(tar_of(&[(&format!("../../{marker}-climb"), "x", None)]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("climbs out"), "{}", stderr(&out));
+
+    // Bad command lines (125) and failed copies (1).
+    let two = [format!("{}:/a", &*c), format!("{}:/b", &*c)];
+    let out = cli_on(stage, &["cp", &two[0], &two[1]]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("copying between containers is not supported"));
+    let out = cli_on(stage, &["cp", &at_str("planted"), &at_str("elsewhere")]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("at least one container"));
+    for (args, message) in [
+        (
+            vec![
+                "cp".to_string(),
+                format!("{}:/nonexistent", &*c),
+                at_str("x"),
+            ],
+            "no such file or directory",
+        ),
+        (
+            vec!["cp".into(), format!("{}:/srv/d", &*c), at_str("planted")],
+            "cannot copy a directory to a file",
+        ),
+        (
+            vec!["cp".into(), "no-such-box:/etc".into(), at_str("x")],
+            "no such container",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cli_on(stage, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
+    ok_on(stage, &["kill", &c]);
+    assert!(logs.wait().unwrap().success());
+}
+
+/// `cp` out onto the host replaces what is at the destination, never
+/// writes through it: a symlink there (to a host file) is replaced by the
+/// container's file, and the host file it pointed at is left as it was.
+#[test]
+fn cp_to_the_host_replaces_links_it_finds_there() {
+    require_root!();
+    let c = name("replaced");
+    start(
+        &c,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /srv/f; echo container > /srv/f/x; echo ready; sleep 1000",
+        ],
+    );
+    let mut logs = said_ready(&c);
+    let host = tempfile::tempdir().unwrap();
+    let victim = host.path().join("victim");
+    std::fs::write(&victim, "host file\n").unwrap();
+    std::fs::create_dir_all(host.path().join("out/f")).unwrap();
+    std::os::unix::fs::symlink(&victim, host.path().join("out/f/x")).unwrap();
+    ok(&[
+        "cp",
+        &format!("{}:/srv/f", &*c),
+        host.path().join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host file\n");
+    let copied = host.path().join("out/f/x");
+    assert!(!copied.is_symlink());
+    assert_eq!(std::fs::read_to_string(copied).unwrap(), "container\n");
+    ok(&["kill", &c]);
+    assert!(logs.wait().unwrap().success());
+}
+
+/// `cp` of a stopped container works on its layer: a file copied in is
+/// there when it runs again, and one it wrote can be copied out.
+#[test]
+fn cp_works_on_a_stopped_containers_layer() {
+    require_root!();
+    let c = name("stoppedcp");
+    let out = cli(&[
+        "run",
+        "--trace",
+        "off",
+        "--name",
+        &c,
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /made; cat /given 2>/dev/null || echo none",
+    ]);
+    assert_eq!(stdout(&out), "none\n");
+    let host = tempfile::tempdir().unwrap();
+    let given = host.path().join("given");
+    std::fs::write(&given, "given\n").unwrap();
+    ok(&["cp", given.to_str().unwrap(), &format!("{}:/", &*c)]);
+    let made = host.path().join("made");
+    ok(&["cp", &format!("{}:/made", &*c), made.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "made\n");
+    let out = cli(&["start", "-a", "--trace", "off", &c]);
+    assert_eq!(stdout(&out), "given\n");
+    // Nothing of the copies is left mounted on the host.
+    let id = inspect(&c)["Id"].as_str().unwrap().to_string();
+    assert!(!minibox_tests::host_mountinfo().contains(&id));
+}
+
+/// `export` writes the container's filesystem as a tar archive, to stdout
+/// or `-o FILE`: the image with the container's changes (a file it made
+/// is there, one it deleted is not), without its volumes, as docker's.
+/// A running container is frozen only while it is packed.
+#[test]
+fn export_writes_the_containers_filesystem() {
+    require_root!();
+    let c = name("exported");
+    let volume = tempfile::tempdir().unwrap();
+    std::fs::write(volume.path().join("in-volume"), "v").unwrap();
+    let bind = format!("{}:/vol", volume.path().display());
+    let id = start(
+        &c,
+        &["-v", &bind],
+        &[
+            "sh",
+            "-c",
+            "echo new > /made; rm /bin/vi; echo ready; sleep 1000",
+        ],
+    );
+    let mut logs = said_ready(&c);
+    let out = cli(&["export", &c]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names = tar_names(&out.stdout);
+    for want in ["made", "bin/busybox", "etc/passwd", "vol"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing");
+    }
+    assert!(
+        !names.iter().any(|n| n == "bin/vi"),
+        "a deleted file came back"
+    );
+    assert!(
+        !names.iter().any(|n| n == "vol/in-volume"),
+        "a volume's file"
+    );
+    assert!(!is_frozen(&id), "thawed after");
+    assert_eq!(inspect(&c)["State"]["Status"], "running");
+
+    ok(&["stop", "-t", "0", "--trace", "off", &c]);
+    assert!(logs.wait().unwrap().success());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    assert_eq!(ok(&["export", "-o", file.path().to_str().unwrap(), &c]), "");
+    let from_file = tar_names(&std::fs::read(file.path()).unwrap());
+    assert!(from_file.iter().any(|n| n == "made"));
+    assert!(!from_file.iter().any(|n| n == "bin/vi"));
+    fails(&["export", "no-such-box"], 1, "no such container");
+}
+
+/// `ps` takes docker's switches: `--format` (a template of docker's
+/// fields, `table TEMPLATE` with docker's headers, `json`), `-n N` and
+/// `-l` (the last created, whatever their state), `--no-trunc` (the whole
+/// COMMAND), `-s` (SIZE: what the container wrote, and with its image).
+#[test]
+fn ps_takes_format_last_latest_no_trunc_and_size() {
+    require_root!();
+    let key = format!("psflags{}", std::process::id());
+    let label = format!("{key}=yes");
+    let filter = format!("label={key}");
+    let older = name("psolder");
+    let newer = name("psnewer");
+    ok(&[
+        "run", "--trace", "off", "--name", &older, "-l", &label, "busybox", "true",
+    ]);
+    let long = "dd if=/dev/zero of=/big bs=1k count=100 2>/dev/null; echo ready; sleep 1000";
+    let newer_id = start(&newer, &["-l", &label], &["sh", "-c", long]);
+    let mut logs = said_ready(&newer);
+    let older_id = inspect(&older)["Id"].as_str().unwrap().to_string();
+
+    let out = ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.ID}} {{.Names}} {{.State}} {{.Labels}}",
+    ]);
+    assert_eq!(
+        out,
+        format!(
+            "{newer_id} {} running {label}\n{older_id} {} exited {label}\n",
+            &*newer, &*older
+        )
+    );
+    let table = ok(&[
+        "ps",
+        "--filter",
+        &filter,
+        "--format",
+        "table {{.ID}}\\t{{.Names}}",
+    ]);
+    assert_eq!(
+        table,
+        format!("CONTAINER ID   NAMES\n{newer_id}   {}\n", &*newer)
+    );
+    let json = ok(&["ps", "-a", "--filter", &filter, "--format", "json"]);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{json}");
+    assert_eq!(lines[1]["Names"], &*older);
+    assert_eq!(
+        lines[1]["Status"]
+            .as_str()
+            .map(|s| s.starts_with("Exited (0)")),
+        Some(true)
+    );
+
+    // -n and -l: the newest, stopped ones included, without -a.
+    assert_eq!(
+        ok(&["ps", "-q", "-n", "2", "--filter", &filter]),
+        format!("{newer_id}\n{older_id}\n")
+    );
+    assert_eq!(
+        ok(&["ps", "-q", "-n", "1", "--filter", &filter]),
+        format!("{newer_id}\n")
+    );
+    ok(&["stop", "-t", "0", "--trace", "off", &newer]);
+    assert!(logs.wait().unwrap().success());
+    let latest = ok(&["ps", "-l", "--filter", &filter]);
+    assert_eq!(latest.lines().count(), 2, "{latest}");
+    assert!(latest.lines().nth(1).unwrap().starts_with(&newer_id));
+
+    // The COMMAND column is cut to 24 characters unless --no-trunc.
+    let full = format!("\"sh -c {long}\"");
+    let cut = ok(&["ps", "-l", "--filter", &filter]);
+    assert!(!cut.contains(&full) && cut.contains('…'), "{cut}");
+    let whole = ok(&["ps", "-l", "--no-trunc", "--filter", &filter]);
+    assert!(whole.contains(&full), "{whole}");
+
+    // -s: 102400 bytes written, in docker's units, then with the image.
+    let sized = ok(&["ps", "-l", "-s", "--filter", &filter]);
+    let mut lines = sized.lines();
+    assert!(lines.next().unwrap().ends_with("SIZE"), "{sized}");
+    let row = lines.next().unwrap();
+    let size = &row[row.rfind("102kB").unwrap_or_else(|| panic!("{sized}"))..];
+    assert!(
+        size.starts_with("102kB (virtual ") && size.ends_with("MB)"),
+        "{size}"
+    );
+
+    fails(&["ps", "--format", "{{.ID"], 125, "unclosed action");
+    fails(&["ps", "-a", "--format", "{{.Nope}}"], 1, "Nope");
+}
+
+/// `-u UID[:GID]` on stages 07 and 08 (numbers; stage 09 takes names):
+/// the command runs as that user, in group 0 when none is given (docker's
+/// default for a user the image does not name), with no supplementary
+/// groups; `exec` runs as the container's user unless its own `-u` says.
+#[rstest]
+#[case::stage_07("07-full")]
+#[case::stage_08("08-network")]
+fn user_runs_the_command_as_uid_and_gid(#[case] stage: &'static str) {
+    require_root!();
+    let ids = "id -u; id -g; id -G";
+    assert_eq!(
+        run_ok(stage, &["-u", "1000"], &["sh", "-c", ids]),
+        "1000\n0\n0\n"
+    );
+    assert_eq!(
+        run_ok(stage, &["-u", "1000:100"], &["sh", "-c", ids]),
+        "1000\n100\n100\n"
+    );
+    let c = name_on(stage, &format!("user{}", minibox_tests::number(stage)));
+    start_on(stage, &c, &["-u", "1000:100"], &["sleep", "1000"]);
+    assert_eq!(inspect_on(stage, &c)["Config"]["User"], "1000:100");
+    assert_eq!(exec_on(stage, &c, &["sh", "-c", ids]), "1000\n100\n100\n");
+    assert_eq!(
+        ok_on(
+            stage,
+            &["exec", "--trace", "off", "-u", "0", &c, "id", "-u"]
+        ),
+        "0\n"
+    );
+    let out = cli_on(stage, &["run", "-u", "nobody", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("expected UID"), "{}", stderr(&out));
+}
+
+/// `--init`: minibox's init stays PID 1 (`minibox-init`) and the command
+/// is its child, as with docker's tini: an orphan re-parented to PID 1 is
+/// reaped (no zombie is left), signals sent to the container reach the
+/// command (a `sleep`-like command that is not PID 1 dies of `stop`'s
+/// SIGTERM: 143, at once, not after the grace period), on stage 07 and
+/// under stage 09's hardening.
+#[rstest]
+#[case::stage_07("07-full")]
+#[case::stage_09("09-hardening")]
+fn init_reaps_orphans_and_passes_signals_on(#[case] stage: &'static str) {
+    require_root!();
+    let c = name_on(stage, &format!("tini{}", minibox_tests::number(stage)));
+    // The orphan: a subshell starts it in the background and exits, so it
+    // is re-parented to PID 1. It prints its pid in the container.
+    let script = "trap 'echo winched' WINCH; (sh -c 'echo orphan $$' &); echo ready; \
+                  while :; do sleep 1000 & wait; done";
+    start_on(stage, &c, &["--init"], &["sh", "-c", script]);
+    assert_eq!(inspect_on(stage, &c)["HostConfig"]["Init"], true);
+    let mut logs = stage_process(stage)
+        .args(["logs", "-f", &c])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(logs.stdout.take().unwrap());
+    let mut next_line = || {
+        let mut line = String::new();
+        assert_ne!(reader.read_line(&mut line).unwrap(), 0, "the log ended");
+        line.trim_end().to_string()
+    };
+    let (mut ready, mut orphan) = (false, None);
+    while !ready || orphan.is_none() {
+        let line = next_line();
+        ready |= line == "ready";
+        if let Some(pid) = line.strip_prefix("orphan ") {
+            orphan = Some(pid.to_string());
+        }
+    }
+    let orphan = orphan.unwrap();
+    let rows = |out: String| -> Vec<Vec<String>> {
+        out.lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .collect()
+    };
+    // Wait (on a pidfd) until the orphan has exited, if it has not.
+    let found = rows(ok_on(stage, &["top", &c]))
+        .into_iter()
+        .find(|r| r[3] == orphan);
+    if let Some(row) = found {
+        let pid: i32 = row[1].parse().unwrap();
+        // SAFETY: pidfd_open takes a pid and flags only.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd >= 0 {
+            use std::os::fd::{AsFd, FromRawFd};
+            // SAFETY: the kernel just returned this fd.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+            let mut fds = [nix::poll::PollFd::new(
+                fd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE).unwrap();
+        }
+    }
+    // PID 1 takes the lowest pending signal first: once the command has
+    // the SIGWINCH (28) sent after the orphan's end, PID 1 has handled the
+    // SIGCHLD (17) of that end.
+    ok_on(stage, &["kill", "-s", "WINCH", &c]);
+    while next_line() != "winched" {}
+    // A zombie has left its cgroup (so `top`), not its parent's children.
+    let processes = rows(ok_on(stage, &["top", &c]));
+    let pid1 = processes.iter().find(|r| r[3] == "1").unwrap();
+    let sh = processes.iter().find(|r| r[3] == "2").unwrap();
+    assert_eq!(
+        sh[5..7],
+        ["sh", "-c"],
+        "the command is PID 2: {processes:?}"
+    );
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", pid1[1])).unwrap();
+    assert_eq!(
+        children.split_whitespace().collect::<Vec<_>>(),
+        [sh[1].as_str()],
+        "PID 1's children: the command, and no zombie"
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", pid1[1])).unwrap();
+    assert_eq!(comm, "minibox-init\n", "{processes:?}");
+
+    ok_on(stage, &["stop", "-t", "60", "--trace", "off", &c]);
+    assert_eq!(ok_on(stage, &["wait", &c]), "143\n", "SIGTERM reached sh");
+    assert!(logs.wait().unwrap().success());
 }

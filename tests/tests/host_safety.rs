@@ -29,10 +29,20 @@ fn ok(args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// The one-line error of a refused command (exit 125).
+/// The one-line error of a refused command (exit 125: a bad command line,
+/// or a `run` minibox could not do).
 fn refused(args: &[&str], message: &str) -> String {
+    refused_with(125, args, message)
+}
+
+/// The one-line error of a verb whose action failed (docker's exit 1).
+fn failed(args: &[&str], message: &str) -> String {
+    refused_with(1, args, message)
+}
+
+fn refused_with(code: i32, args: &[&str], message: &str) -> String {
     let out = cli(args);
-    assert_eq!(out.status.code(), Some(125), "{args:?}: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{args:?}: not one line:\n{err}");
     assert!(err.contains(message), "{args:?}: {err}");
@@ -453,7 +463,7 @@ fn stop_and_rm_of_a_starting_container_are_refused() {
         vec!["rm", &c],
         vec!["rm", "-f", &c],
     ] {
-        refused(&args, "is still starting");
+        failed(&args, "is still starting");
     }
     let id = ok(&["ps", "-a", "-q"]);
     assert!(container_dir(id.lines().next().unwrap()).is_dir());
@@ -501,13 +511,13 @@ fn an_image_in_use_cannot_be_removed() {
     ok(&[
         "run", "-d", "--trace", "off", "--name", &c, &image, "sleep", "1000",
     ]);
-    refused(
+    failed(
         &["image", "rm", &image],
         &format!("is used by container {}", &*c),
     );
     ok(&["stop", "-t", "0", &c]);
     // A stopped container still rests on it.
-    refused(&["image", "rm", &image], "is used by container");
+    failed(&["image", "rm", &image], "is used by container");
     ok(&["rm", &c]);
     ok(&["image", "rm", &image]);
 }
@@ -591,7 +601,7 @@ fn a_stranger_with_a_recorded_pid_is_left_alone() {
             .unwrap_or_else(|| panic!("{ps}"));
         assert!(row.contains("Dead"), "{tag}: {row}");
         ok(&["stop", "-t", "0", &id]);
-        refused(&["exec", &id, "true"], "is not running");
+        failed(&["exec", &id, "true"], "is not running");
         ok(&["rm", &id]);
         assert!(!dir.exists());
     }
@@ -668,14 +678,20 @@ fn the_manifest_requires_a_fixed_tar() {
     );
 }
 
+/// Exit 125 for `run` (minibox could not do it), 1 for `image import` (a
+/// failed action, docker's code).
 #[rstest]
-#[case::env_key_like_a_flag(&["run", "-e", "-x=1", "busybox", "true"], "\"-x\" is not a variable name")]
-#[case::env_file_missing(&["run", "--env-file", "/nonexistent", "busybox", "true"], "read --env-file /nonexistent: ENOENT (No such file or directory)")]
-#[case::tarball_missing(&["image", "import", "nothere", "/nonexistent.tar"], "open /nonexistent.tar: ENOENT (No such file or directory)")]
-#[case::not_a_tarball(&["image", "import", "passwd", "/etc/passwd"], "/etc/passwd is not a tar archive")]
-fn bad_input_is_one_line_with_its_cause_once(#[case] args: &[&str], #[case] message: &str) {
+#[case::env_key_like_a_flag(125, &["run", "-e", "-x=1", "busybox", "true"], "\"-x\" is not a variable name")]
+#[case::env_file_missing(125, &["run", "--env-file", "/nonexistent", "busybox", "true"], "read --env-file /nonexistent: ENOENT (No such file or directory)")]
+#[case::tarball_missing(1, &["image", "import", "nothere", "/nonexistent.tar"], "open /nonexistent.tar: ENOENT (No such file or directory)")]
+#[case::not_a_tarball(1, &["image", "import", "passwd", "/etc/passwd"], "/etc/passwd is not a tar archive")]
+fn bad_input_is_one_line_with_its_cause_once(
+    #[case] code: i32,
+    #[case] args: &[&str],
+    #[case] message: &str,
+) {
     require_root!();
-    let err = refused(args, message);
+    let err = refused_with(code, args, message);
     // The cause appears once, and never the bytes of the input.
     assert_eq!(
         err.matches("ENOENT").count().min(1),

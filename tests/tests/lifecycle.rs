@@ -376,7 +376,9 @@ fn wait_exit(pidfd: Option<std::os::fd::OwnedFd>) {
     }
 }
 
-/// Bad input: one line naming the problem, exit 125.
+/// Bad input: one line naming the problem, exit 125 (`run`, and a command
+/// line docker would reject); a verb whose action fails: one line, exit 1
+/// (docker's code for `logs`, `stop`, `exec`, `rm` that could not act).
 #[test]
 fn bad_input_gets_one_line_and_125() {
     require_root!();
@@ -388,38 +390,46 @@ fn bad_input_gets_one_line_and_125() {
     ok(&[
         "run", "--trace", "off", "--name", &stopped, "busybox", "true",
     ]);
-    for (args, message) in [
+    let nobody = "no such container: no-such-box".to_string();
+    for (code, args, message) in [
+        (1, vec!["logs", "no-such-box"], nobody.clone()),
+        (1, vec!["stop", "no-such-box"], nobody.clone()),
+        (1, vec!["exec", "no-such-box", "true"], nobody.clone()),
+        (1, vec!["rm", "no-such-box"], nobody.clone()),
         (
-            vec!["logs", "no-such-box"],
-            "no such container: no-such-box".to_string(),
+            1,
+            vec!["commit", "no-such-box", "someimage"],
+            nobody.clone(),
         ),
         (
-            vec!["stop", "no-such-box"],
-            "no such container: no-such-box".into(),
+            1,
+            vec!["exec", &stopped, "true"],
+            format!("container {stopped} is not running"),
+        ),
+        (1, vec!["rm", &c], format!("container {c} is running")),
+        (1, vec!["logs", &stopped], "has no log".into()),
+        (
+            125,
+            vec!["commit", &stopped, "Bad Name"],
+            "invalid image name".into(),
         ),
         (
-            vec!["exec", "no-such-box", "true"],
-            "no such container: no-such-box".into(),
-        ),
-        (
+            125,
             vec!["run", "-d", "--name", &c, "busybox", "true"],
             format!("the name \"{c}\" is in use"),
         ),
         (
-            vec!["exec", &stopped, "true"],
-            format!("container {stopped} is not running"),
-        ),
-        (vec!["rm", &c], format!("container {c} is running")),
-        (vec!["logs", &stopped], "has no log".into()),
-        (
+            125,
             vec!["run", "-d", "-i", "busybox", "true"],
             "does not mix".into(),
         ),
         (
+            125,
             vec!["run", "-e", "NOEQUALS", "busybox", "true"],
             "expected KEY=VALUE".into(),
         ),
         (
+            125,
             vec!["run", "--name", "bad name!", "busybox", "true"],
             "invalid value".into(),
         ),
@@ -427,11 +437,17 @@ fn bad_input_gets_one_line_and_125() {
         let out = stage_command(STAGE)
             .args(&args)
             .assert()
-            .code(125)
+            .code(code)
             .stderr(predicate::str::contains(message.as_str()));
         let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
     }
+    // exec passes on the command's own codes: 127 for one not found.
+    stage_command(STAGE)
+        .args(["exec", "--trace", "off", &c, "no-such-command"])
+        .assert()
+        .code(127)
+        .stderr(predicate::str::contains("command not found"));
     ok(&["rm", "-f", &c]);
     ok(&["rm", &stopped]);
 }

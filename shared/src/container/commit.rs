@@ -39,11 +39,30 @@ pub struct Committed {
 
 pub fn commit(container: &ContainerState, name: &str) -> Result<Committed> {
     image::validate_name(name)?;
-    let dir = layer::container_dir(&container.id);
-    let upper = dir.join("upper");
+    let (mut archive, skipped) = pack_container(container)?;
+    archive
+        .rewind()
+        .map_err(|e| Error::io("rewind the archive", e))?;
+    let imported = image::import_from(name, archive, &format!("container {}", container.name))?;
+    trace::note(
+        format!("commit {} as image {name:?}", container.name),
+        Some(format!("{} entries", imported.entries)),
+    );
+    Ok(Committed {
+        entries: imported.entries,
+        skipped,
+    })
+}
+
+/// The container's filesystem as it is now (its image with its changes
+/// on top) as a tar archive in an unnamed temporary file, and the paths
+/// left out. A running container is frozen meanwhile (unless it is paused
+/// already: it stays so); the view is read-only and private to us.
+pub fn pack_container(container: &ContainerState) -> Result<(File, Vec<String>)> {
+    let upper = layer::container_dir(&container.id).join("upper");
     if !upper.is_dir() {
         return Err(Error::Usage(format!(
-            "container {} has no layer to commit",
+            "container {} has no layer",
             container.name
         )));
     }
@@ -62,53 +81,95 @@ pub fn commit(container: &ContainerState, name: &str) -> Result<Committed> {
         }
         Condition::Exited | Condition::Dead => None,
     };
-    trace::step(
-        "unshare(CLONE_NEWNS)",
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS),
-    )?;
-    mounts::make_mount_tree_private()?;
-    let view = tempfile::Builder::new()
-        .prefix(".commit-view-")
-        .tempdir_in(&dir)
-        .map_err(|e| Error::io(format!("create a directory in {}", dir.display()), e))?;
-    let options = format!(
-        "lowerdir={}:{}",
-        layer::escape_option(&upper),
-        layer::escape_option(&container.lower)
-    );
-    trace::step(
-        format!(
-            "mount(\"overlay\", {:?}, \"overlay\", MS_RDONLY, {options:?})",
-            view.path().display().to_string()
-        ),
-        nix::mount::mount(
-            Some("overlay"),
-            view.path(),
-            Some("overlay"),
-            nix::mount::MsFlags::MS_RDONLY,
-            Some(options.as_str()),
-        ),
-    )?;
+    let view = LayerView::mount(container, false)?;
     let packed = pack(view.path());
-    let _ = nix::mount::umount2(view.path(), nix::mount::MntFlags::MNT_DETACH);
-    drop(_frozen);
-    let (mut archive, skipped) = packed?;
-    archive
-        .rewind()
-        .map_err(|e| Error::io("rewind the archive", e))?;
-    let imported = image::import_from(name, archive, &format!("container {}", container.name))?;
-    trace::note(
-        format!("commit {} as image {name:?}", container.name),
-        Some(format!("{} entries", imported.entries)),
-    );
-    Ok(Committed {
-        entries: imported.entries,
-        skipped,
-    })
+    drop(view);
+    packed
 }
 
-struct Packer {
-    builder: tar::Builder<File>,
+/// A read-only (`lowerdir=upper:image`) or writable view of a container's
+/// layer, mounted in a private mount namespace of this process (so the
+/// host never sees it), under the container's directory. Dropping it
+/// unmounts it and removes the empty mount point: never a recursive
+/// removal, which would go through a mount still there.
+pub struct LayerView {
+    dir: PathBuf,
+}
+
+impl LayerView {
+    /// Mount it: `writable` stacks image, upper and work as a run does
+    /// (only for a container no run holds); else upper on the image,
+    /// read-only.
+    pub fn mount(container: &ContainerState, writable: bool) -> Result<LayerView> {
+        let dir = layer::container_dir(&container.id);
+        let upper = dir.join("upper");
+        if !upper.is_dir() {
+            return Err(Error::Usage(format!(
+                "container {} has no layer",
+                container.name
+            )));
+        }
+        trace::step(
+            "unshare(CLONE_NEWNS)",
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS),
+        )?;
+        mounts::make_mount_tree_private()?;
+        let view = tempfile::Builder::new()
+            .prefix(".view-")
+            .tempdir_in(&dir)
+            .map_err(|e| Error::io(format!("create a directory in {}", dir.display()), e))?
+            .keep();
+        let (options, flags) = if writable {
+            (
+                layer::overlay_options(&[&container.lower], &upper, &dir.join("work")),
+                nix::mount::MsFlags::empty(),
+            )
+        } else {
+            (
+                format!(
+                    "lowerdir={}:{}",
+                    layer::escape_option(&upper),
+                    layer::escape_option(&container.lower)
+                ),
+                nix::mount::MsFlags::MS_RDONLY,
+            )
+        };
+        let mounted = trace::step(
+            format!(
+                "mount(\"overlay\", {:?}, \"overlay\", {}, {options:?})",
+                view.display().to_string(),
+                if writable { "0" } else { "MS_RDONLY" }
+            ),
+            nix::mount::mount(
+                Some("overlay"),
+                &view,
+                Some("overlay"),
+                flags,
+                Some(options.as_str()),
+            ),
+        );
+        if let Err(err) = mounted {
+            let _ = std::fs::remove_dir(&view);
+            return Err(err);
+        }
+        Ok(LayerView { dir: view })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for LayerView {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Writes a tar archive of trees it walks without following a symlink.
+pub struct Packer<W: Write> {
+    builder: tar::Builder<W>,
     skipped: Vec<String>,
 }
 
@@ -122,10 +183,7 @@ fn pack(root: &Path) -> Result<(File, Vec<String>)> {
             e,
         )
     })?;
-    let mut packer = Packer {
-        builder: tar::Builder::new(file),
-        skipped: Vec::new(),
-    };
+    let mut packer = Packer::new(file);
     let top = File::open(root)
         .map(OwnedFd::from)
         .map_err(|e| Error::io(format!("open {}", root.display()), e))?;
@@ -135,11 +193,7 @@ fn pack(root: &Path) -> Result<(File, Vec<String>)> {
     })?;
     packer.append_dir(Path::new("."), &stat)?;
     packer.walk(&top, Path::new(""))?;
-    let skipped = std::mem::take(&mut packer.skipped);
-    let mut file = packer
-        .builder
-        .into_inner()
-        .map_err(|e| Error::io("finish the archive", e))?;
+    let (mut file, skipped) = packer.finish()?;
     file.flush()
         .map_err(|e| Error::io("write the archive", e))?;
     Ok((file, skipped))
@@ -147,7 +201,7 @@ fn pack(root: &Path) -> Result<(File, Vec<String>)> {
 
 /// Open `name` relative to `dir` without following any symlink and
 /// without leaving `dir`.
-fn open_beneath(dir: &OwnedFd, name: &Path, extra: OFlag) -> Result<OwnedFd> {
+pub fn open_beneath(dir: &OwnedFd, name: &Path, extra: OFlag) -> Result<OwnedFd> {
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | extra)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
@@ -162,8 +216,28 @@ fn open_beneath(dir: &OwnedFd, name: &Path, extra: OFlag) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-impl Packer {
-    fn walk(&mut self, dir: &OwnedFd, at: &Path) -> Result<()> {
+impl<W: Write> Packer<W> {
+    pub fn new(out: W) -> Packer<W> {
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        Packer {
+            builder,
+            skipped: Vec::new(),
+        }
+    }
+
+    /// The archive's writer and the paths left out (sockets, devices).
+    pub fn finish(self) -> Result<(W, Vec<String>)> {
+        let Packer { builder, skipped } = self;
+        let out = builder
+            .into_inner()
+            .map_err(|e| Error::io("finish the archive", e))?;
+        Ok((out, skipped))
+    }
+
+    /// Every entry under the directory `dir` (opened for reading), named
+    /// `at/…`; each opened beneath its parent, no symlink followed.
+    pub fn walk(&mut self, dir: &OwnedFd, at: &Path) -> Result<()> {
         let mut names: Vec<PathBuf> = Vec::new();
         {
             let listing = nix::dir::Dir::openat(
@@ -223,11 +297,7 @@ impl Packer {
                             errno: Errno::EAGAIN,
                         });
                     }
-                    let mut header = header_for(&stat, tar::EntryType::Regular);
-                    header.set_size(stat.st_size as u64);
-                    self.builder
-                        .append_data(&mut header, &path, File::from(fd))
-                        .map_err(|e| Error::io(format!("pack {}", path.display()), e))?;
+                    self.append_file(&path, File::from(fd), &stat)?;
                 }
                 SFlag::S_IFLNK => {
                     let target =
@@ -237,11 +307,7 @@ impl Packer {
                                 errno,
                             }
                         })?;
-                    let mut header = header_for(&stat, tar::EntryType::Symlink);
-                    header.set_size(0);
-                    self.builder
-                        .append_link(&mut header, &path, Path::new(&target))
-                        .map_err(|e| Error::io(format!("pack {}", path.display()), e))?;
+                    self.append_symlink(&path, Path::new(&target), &stat)?;
                 }
                 _ => {
                     trace::note(
@@ -255,11 +321,35 @@ impl Packer {
         Ok(())
     }
 
-    fn append_dir(&mut self, path: &Path, stat: &FileStat) -> Result<()> {
+    pub fn append_dir(&mut self, path: &Path, stat: &FileStat) -> Result<()> {
         let mut header = header_for(stat, tar::EntryType::Directory);
         header.set_size(0);
         self.builder
             .append_data(&mut header, path, std::io::empty())
+            .map_err(|e| Error::io(format!("pack {}", path.display()), e))
+    }
+
+    /// A regular file, `stat` describing the open `file`. Exactly its size
+    /// then is packed: a file that grows or shrinks meanwhile (a running
+    /// container's) is cut or padded with zeros, never a broken archive.
+    pub fn append_file(&mut self, path: &Path, file: File, stat: &FileStat) -> Result<()> {
+        let size = stat.st_size.max(0) as u64;
+        let mut header = header_for(stat, tar::EntryType::Regular);
+        header.set_size(size);
+        let data = std::io::Read::chain(
+            std::io::Read::take(file, size),
+            std::io::Read::take(std::io::repeat(0), size),
+        );
+        self.builder
+            .append_data(&mut header, path, std::io::Read::take(data, size))
+            .map_err(|e| Error::io(format!("pack {}", path.display()), e))
+    }
+
+    pub fn append_symlink(&mut self, path: &Path, target: &Path, stat: &FileStat) -> Result<()> {
+        let mut header = header_for(stat, tar::EntryType::Symlink);
+        header.set_size(0);
+        self.builder
+            .append_link(&mut header, path, target)
             .map_err(|e| Error::io(format!("pack {}", path.display()), e))
     }
 }

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::process::PidFd;
 use nix::sys::signal::Signal;
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -67,16 +68,33 @@ pub fn thaw_if_paused(container: &ContainerState) -> Result<()> {
 }
 
 /// `wait`: block until the container has exited; its exit code.
+///
+/// A `--rm` container takes its record along as it exits. docker's `wait`
+/// still prints its code, and so does this one: before waiting it opens
+/// the file the container's run writes the code to just before it removes
+/// the directory (both under the [`StateLock`](crate::lock::StateLock), so
+/// the directory is either whole or gone), and reads it from there.
 pub fn wait(name: &str) -> Result<i32> {
     let container = state::find(name)?;
+    let code_file = match container.auto_remove {
+        true => Some(open_exit_code(&container)?),
+        false => None,
+    };
     // Its run (or monitor) holds the lock until the end is recorded.
     super::stop::wait_for_monitor(&container.id)?;
-    let ended = state::load(&container.id).map_err(|_| {
-        Error::Usage(format!(
-            "container {} was removed when it exited (--rm): its exit code went with it",
-            container.name
-        ))
-    })?;
+    let Ok(ended) = state::load(&container.id) else {
+        let mut text = String::new();
+        if let Some(mut file) = code_file {
+            use std::io::Read;
+            let _ = file.read_to_string(&mut text);
+        }
+        return text.trim().parse().map_err(|_| {
+            Error::Usage(format!(
+                "container {} was removed without an exit code (its run was killed)",
+                container.name
+            ))
+        });
+    };
     match (ended.condition(), ended.exit_code) {
         (Condition::Exited, Some(code)) => Ok(code),
         _ => Err(Error::Usage(format!(
@@ -84,6 +102,24 @@ pub fn wait(name: &str) -> Result<i32> {
             ended.name
         ))),
     }
+}
+
+/// The file a `--rm` container's exit code will be written to, opened (and
+/// made, if need be) while its directory surely exists.
+fn open_exit_code(container: &ContainerState) -> Result<fs::File> {
+    let _lock = crate::lock::StateLock::acquire()?;
+    if !state::exists(&container.id) {
+        return Err(Error::NoSuchContainer(container.name.clone()));
+    }
+    let path = state::exit_code_path(&container.id);
+    fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))
 }
 
 /// `rename OLD NEW` (NEW checked on the command line like `--name`).
@@ -157,7 +193,7 @@ pub fn prune(extensions: &[&dyn Extension]) -> Result<(Vec<String>, u64)> {
 }
 
 /// Bytes of the regular files under `dir` (symlinks not followed).
-fn disk_usage(dir: &Path) -> u64 {
+pub(crate) fn disk_usage(dir: &Path) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };

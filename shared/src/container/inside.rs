@@ -258,7 +258,8 @@ fn make_dirs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// init, in the new root: `--tmpfs`, `--ulimit`, `-w`.
+/// init, in the new root: `--tmpfs`, `--ulimit`, `-w`, then `-u` (last:
+/// the rest needs root), and `--init` for the exec to come.
 pub fn prepare(config: &InitConfig) -> Result<()> {
     for tmpfs in &config.tmpfs {
         tmpfs.mount()?;
@@ -273,7 +274,42 @@ pub fn prepare(config: &InitConfig) -> Result<()> {
             nix::unistd::chdir(dir),
         )?;
     }
+    if let Some((uid, gid)) = config.user {
+        become_user(uid, gid)?;
+    }
+    if config.init {
+        super::reaper::enable();
+    }
     Ok(())
+}
+
+/// `-u UID[:GID]`: no supplementary groups, the group, then the user
+/// (while we still may change the others).
+fn become_user(uid: u32, gid: u32) -> Result<()> {
+    use nix::unistd::{Gid, Uid};
+    trace::step("setgroups([])", nix::unistd::setgroups(&[]))?;
+    let gid = Gid::from_raw(gid);
+    trace::step(
+        format!("setresgid({gid}, {gid}, {gid})"),
+        nix::unistd::setresgid(gid, gid, gid),
+    )?;
+    let uid = Uid::from_raw(uid);
+    trace::step(
+        format!("setresuid({uid}, {uid}, {uid})"),
+        nix::unistd::setresuid(uid, uid, uid),
+    )
+}
+
+/// `-u UID[:GID]` as docker takes a number: a UID without a group runs in
+/// group 0 (docker's default when the image's /etc/passwd does not name
+/// it; names come with stage 09).
+pub fn parse_user(text: &str) -> std::result::Result<(u32, u32), String> {
+    let bad = || "expected UID or UID:GID (numbers; names come with stage 09)".to_string();
+    let number = |n: &str| n.parse::<u32>().map_err(|_| bad());
+    match text.split_once(':') {
+        Some((uid, gid)) => Ok((number(uid)?, number(gid)?)),
+        None => Ok((number(text)?, 0)),
+    }
 }
 
 #[cfg(test)]

@@ -81,6 +81,7 @@ pub fn to_json(c: &ContainerState) -> Value {
         "Name": format!("/{}", c.name),
         "HostConfig": {
             "AutoRemove": c.auto_remove,
+            "Init": c.init_process,
             "CgroupParent": c.cgroup_parent,
             "Memory": c.limits.memory,
             "MemorySwap": c.limits.memory_swap,
@@ -97,7 +98,7 @@ pub fn to_json(c: &ContainerState) -> Value {
         "Mounts": mounts,
         "Config": {
             "Hostname": c.hostname,
-            "User": "",
+            "User": c.user.map_or_else(String::new, |(uid, gid)| format!("{uid}:{gid}")),
             "Env": c.env,
             "Cmd": cmd,
             "Image": c.image,
@@ -202,6 +203,33 @@ impl Template {
             }
         }
         Ok(out)
+    }
+}
+
+impl Template {
+    /// The template with each field replaced by the header `name_of` gives
+    /// its last name (`{{.ID}}` → `CONTAINER ID`): `ps --format table`'s
+    /// first line.
+    pub fn header(&self, name_of: impl Fn(&str) -> String) -> String {
+        self.0
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => text.clone(),
+                Piece::Field(path) | Piece::Json(path) => {
+                    path.last().map_or_else(String::new, |last| name_of(last))
+                }
+            })
+            .collect()
+    }
+
+    /// Does the template name `field` (at its top)?
+    pub fn names_field(&self, field: &str) -> bool {
+        self.0.iter().any(|piece| match piece {
+            Piece::Field(path) | Piece::Json(path) => {
+                path.first().is_none_or(|first| first == field)
+            }
+            Piece::Text(_) => false,
+        })
     }
 }
 

@@ -8,11 +8,14 @@
 
 pub mod commit;
 pub mod control;
+pub mod copy;
 pub mod detach;
 pub mod exec;
 pub mod inside;
 pub mod inspect;
 pub mod logging;
+pub mod ps;
+pub mod reaper;
 pub mod start;
 pub mod state;
 pub mod stop;
@@ -131,6 +134,8 @@ impl ContainerState {
                 .get(typed.len().saturating_sub(image_typed)..)
                 .unwrap_or_default()
                 .to_vec(),
+            user: new.options.user,
+            init_process: new.options.init,
         }
     }
 
@@ -166,6 +171,21 @@ impl ContainerState {
         self.finished = Some(state::now());
         self.oom_killed = oom_killed;
         if self.auto_remove {
+            // A `wait` may hold this file open: it reads the code from it
+            // once the directory is gone. Written in place (not renamed), so
+            // the file it holds is the one that gets the code.
+            let path = state::exit_code_path(&self.id);
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut file| writeln!(file, "{}", exit.code()));
+            if let Err(e) = written {
+                crate::trace::failed(
+                    format!("write {}", path.display()),
+                    crate::error::errno_of(&e),
+                );
+            }
             return layer::remove_dir(&layer::container_dir(&self.id));
         }
         self.save()
@@ -211,6 +231,21 @@ pub enum Verb {
         /// Only those matching: label=KEY[=VALUE], name=TEXT, id=PREFIX, status=STATUS (repeatable)
         #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = Filter::parse)]
         filter: Vec<Filter>,
+        /// 'table', 'table TEMPLATE', 'json' or a TEMPLATE, e.g. '{{.ID}}\t{{.Names}}'
+        #[arg(long, value_name = "FORMAT", value_parser = ps::Format::parse)]
+        format: Option<ps::Format>,
+        /// The N last created containers, whatever their state
+        #[arg(short = 'n', long = "last", value_name = "N")]
+        last: Option<usize>,
+        /// The last created container, whatever its state (-n 1)
+        #[arg(short = 'l', long)]
+        latest: bool,
+        /// Do not cut the COMMAND column
+        #[arg(long)]
+        no_trunc: bool,
+        /// Show the SIZE column: what each container wrote (virtual: with its image)
+        #[arg(short, long)]
+        size: bool,
     },
     /// Show what a detached container printed
     Logs {
@@ -261,6 +296,8 @@ pub enum Verb {
         )]
         trace: TraceMode,
         container: String,
+        /// REPOSITORY[:TAG] of the new image
+        #[arg(value_parser = image::parse_name)]
         image: String,
     },
     /// List images
@@ -349,6 +386,26 @@ pub enum Verb {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST ("-": a tar archive on stdout or stdin)
+    Cp {
+        /// Copy what a symbolic link SRC points to, not the link
+        #[arg(short = 'L', long = "follow-link")]
+        follow_link: bool,
+        /// Keep the owners (uid, gid) the files have in the source
+        #[arg(short, long)]
+        archive: bool,
+        #[arg(value_name = "SRC")]
+        src: String,
+        #[arg(value_name = "DEST")]
+        dest: String,
+    },
+    /// Write a container's filesystem as a tar archive (to stdout, or -o FILE)
+    Export {
+        /// Write to FILE instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        container: String,
+    },
     /// Container commands grouped as docker groups them (`container prune`)
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -401,32 +458,60 @@ impl Verb {
     /// Carry out the verb; its exit code for the binary to exit with.
     pub fn execute(self, extensions: &[&dyn Extension]) -> Result<Exit> {
         match self {
-            Verb::Ps { all, quiet, filter } => print!("{}", ps(all, quiet, &filter, extensions)),
+            Verb::Ps {
+                all,
+                quiet,
+                filter,
+                format,
+                last,
+                latest,
+                no_trunc,
+                size,
+            } => {
+                let options = ps::Options {
+                    all,
+                    quiet,
+                    filters: filter,
+                    last: if latest { Some(1) } else { last },
+                    no_trunc,
+                    size,
+                    format,
+                };
+                print!("{}", ps::ps(&options, extensions).map_err(Error::failed)?)
+            }
             Verb::Logs {
                 follow,
                 timestamps,
                 tail,
                 container,
             } => {
-                let container = state::find(&container)?;
+                let container = state::find(&container).map_err(Error::failed)?;
                 let options = LogOptions {
                     follow,
                     timestamps,
                     tail,
                 };
-                logs(&container, options, &mut std::io::stdout())?;
+                logs(&container, options, &mut std::io::stdout()).map_err(Error::failed)?;
             }
             Verb::Exec(args) => {
                 trace::start_as("exec", args.trace);
                 let stdin = args.stdio.stdin()?;
+                // docker: exec runs as the container's user unless -u says.
+                let user = args.user.or_else(|| {
+                    state::find(&args.container)
+                        .ok()
+                        .and_then(|c| c.user)
+                        .map(|(uid, gid)| (uid, Some(gid)))
+                });
                 let exit = exec::exec(exec::ExecRequest {
                     container: args.container,
                     command: args.command,
                     stdin,
                     env: args.env,
                     workdir: args.workdir,
-                    user: args.user,
-                })?;
+                    user,
+                })
+                .map_err(exec_failure)?;
                 trace::flush();
                 return Ok(exit);
             }
@@ -437,15 +522,16 @@ impl Verb {
             } => {
                 trace::start_as("stop", mode);
                 for name in containers {
-                    let container = state::find(&name)?;
-                    stop::stop(&container, stop::grace_for(&container, seconds))?;
+                    let container = state::find(&name).map_err(Error::failed)?;
+                    stop::stop(&container, stop::grace_for(&container, seconds))
+                        .map_err(Error::failed)?;
                     trace::flush();
                     println!("{name}");
                 }
             }
             Verb::Rm { force, containers } => {
                 for name in containers {
-                    remove(&name, force, extensions)?;
+                    remove(&name, force, extensions).map_err(Error::failed)?;
                     println!("{name}");
                 }
             }
@@ -455,7 +541,8 @@ impl Verb {
                 image,
             } => {
                 trace::start_as("commit", mode);
-                let committed = commit::commit(&state::find(&container)?, &image)?;
+                let container = state::find(&container).map_err(Error::failed)?;
+                let committed = commit::commit(&container, &image).map_err(Error::failed)?;
                 trace::flush();
                 if !committed.skipped.is_empty() {
                     eprintln!(
@@ -537,6 +624,26 @@ impl Verb {
                     println!("{name}");
                 }
             }
+            Verb::Cp {
+                follow_link,
+                archive,
+                src,
+                dest,
+            } => {
+                let options = copy::CpOptions {
+                    follow: follow_link,
+                    archive,
+                };
+                // Two container paths, or none: a command line docker
+                // rejects (125); anything after that is a failed copy (1).
+                copy::check_locations(&src, &dest)?;
+                let skipped = copy::cp(&src, &dest, options).map_err(Error::failed)?;
+                note_skipped(&skipped);
+            }
+            Verb::Export { output, container } => {
+                let skipped = copy::export(&container, output.as_deref()).map_err(Error::failed)?;
+                note_skipped(&skipped);
+            }
             Verb::Container(ContainerCommand::Prune { force }) => {
                 if !force && !confirm(
                     "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ",
@@ -557,6 +664,25 @@ impl Verb {
             }
         }
         Ok(Exit::Code(0))
+    }
+}
+
+/// What a tar (or a copy) could not carry, on stderr.
+fn note_skipped(skipped: &[String]) {
+    if !skipped.is_empty() {
+        eprintln!(
+            "left out (sockets, device nodes and FIFOs are not copied): {}",
+            skipped.join(", ")
+        );
+    }
+}
+
+/// `exec`'s own failures are failed actions (1, as docker's `exec`); a
+/// command that is not found or cannot be executed keeps its 127 or 126.
+fn exec_failure(err: Error) -> Error {
+    match err {
+        Error::CommandNotFound(_) | Error::CannotExecute(_) | Error::Init { .. } => err,
+        other => other.failed(),
     }
 }
 
@@ -606,97 +732,6 @@ fn image_user(rootfs: &Path) -> Option<String> {
         Entry::Ok(c) if c.lower == rootfs => Some(c.name.clone()),
         _ => None,
     })
-}
-
-/// `ps`: running containers, or all with `-a`; ids only with `-q`. Each
-/// extension may add a column (stage 08: the address and ports).
-pub fn ps(all: bool, quiet: bool, filters: &[Filter], extensions: &[&dyn Extension]) -> String {
-    // docker: a status filter looks at stopped containers too.
-    let all = all || filters.iter().any(|f| matches!(f, Filter::Status(_)));
-    let now = state::now();
-    let mut header: Vec<String> = [
-        "CONTAINER ID",
-        "NAME",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "PID",
-    ]
-    .map(String::from)
-    .to_vec();
-    let columns: Vec<&&dyn Extension> = extensions
-        .iter()
-        .filter(|e| e.ps_header().is_some())
-        .collect();
-    header.extend(
-        columns
-            .iter()
-            .filter_map(|e| e.ps_header().map(String::from)),
-    );
-    let mut rows = vec![header];
-    let mut ids = Vec::new();
-    for entry in state::list() {
-        match entry {
-            Entry::Ok(c) => {
-                let condition = c.condition();
-                if !all && condition != Condition::Running || !Filter::all_match(filters, &c) {
-                    continue;
-                }
-                ids.push(c.id.clone());
-                let mut command = c.command.join(" ");
-                if command.chars().count() > 24 {
-                    command = command.chars().take(23).collect::<String>() + "…";
-                }
-                let mut row = vec![
-                    c.id.clone(),
-                    c.name.clone(),
-                    c.image.clone(),
-                    format!("{command:?}"),
-                    format!("{} ago", state::ago(now - c.created)),
-                    state::describe(&c, now),
-                    c.init
-                        .as_ref()
-                        .filter(|_| condition == Condition::Running)
-                        .map_or("-".into(), |p| p.pid.to_string()),
-                ];
-                row.extend(columns.iter().map(|e| e.ps_cell(&c.id)));
-                rows.push(row);
-            }
-            Entry::Broken { id, reason } if all && filters.is_empty() => {
-                ids.push(id.clone());
-                let mut row = vec![
-                    id.clone(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    format!("Dead ({reason})"),
-                    "-".into(),
-                ];
-                row.resize(rows[0].len(), "-".into());
-                rows.push(row);
-            }
-            Entry::Broken { .. } => {}
-        }
-    }
-    if quiet {
-        return ids.iter().map(|id| format!("{id}\n")).collect();
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, cell)| format!("{cell:<width$}", width = widths[i]))
-            .collect();
-        out.push_str(cells.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// One `ps --filter`, docker's: `label` filters must all match; of the

@@ -61,19 +61,37 @@ pub fn start(name: &str, attach: bool, trace: TraceMode) -> Result<Exit> {
             .map_err(|e| Error::io("start run again", e))?;
         return Ok(exit_of(status));
     }
-    // `run -d` prints the id; `start` prints what it was given.
+    // `run -d` prints the id; `start` prints what it was given. Its
+    // stderr (a trace, or why it failed) is passed on, less its last line
+    // when it failed: that becomes this command's one-line error.
     let out = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .output()
         .map_err(|e| Error::io("start run again", e))?;
-    match exit_of(out.status) {
-        // run said why on our shared stderr.
+    let said = String::from_utf8_lossy(&out.stderr);
+    let mut lines: Vec<&str> = said.lines().collect();
+    let exit = exit_of(out.status);
+    let why = match exit {
+        Exit::Code(0) => None,
+        _ => lines.pop(),
+    };
+    for line in lines {
+        eprintln!("{line}");
+    }
+    match exit {
         Exit::Code(0) => Ok(Exit::Code(0)),
-        failed => Err(Error::Init {
-            message: format!("container {} did not start", container.name),
-            exit_code: failed.code(),
-        }),
+        failed => {
+            let prefix = format!("{}: ", process::program_name());
+            let why = why.map(|w| w.strip_prefix(&prefix).unwrap_or(w));
+            Err(Error::Init {
+                message: match why {
+                    Some(why) => format!("container {} did not start: {why}", container.name),
+                    None => format!("container {} did not start", container.name),
+                },
+                exit_code: failed.code(),
+            })
+        }
     }
 }
 

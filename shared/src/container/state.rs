@@ -111,6 +111,12 @@ pub struct ContainerState {
     /// (`-v ./data:/data`, `--env-file`) mean the same to `start`.
     #[serde(default)]
     pub run_dir: Option<PathBuf>,
+    /// `-u UID:GID` (stages 07 and 08): `exec` runs as it too.
+    #[serde(default)]
+    pub user: Option<(u32, u32)>,
+    /// `--init`: minibox's init is PID 1, the command its child.
+    #[serde(default)]
+    pub init_process: bool,
 }
 
 /// The limits of a container as `inspect` shows them (docker's units).
@@ -171,6 +177,13 @@ pub fn now() -> f64 {
 
 pub fn log_path(id: &str) -> PathBuf {
     container_dir(id).join("container.log")
+}
+
+/// Where a `--rm` container's exit code is written as it goes: `wait`
+/// holds this file open, so it can read the code after the directory is
+/// gone (see [`super::control::wait`]).
+pub fn exit_code_path(id: &str) -> PathBuf {
+    container_dir(id).join("exit-code")
 }
 
 fn state_path(id: &str) -> PathBuf {

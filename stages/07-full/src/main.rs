@@ -12,7 +12,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
 use minibox::cgroups::{self, Cgroup, Hierarchy};
-use minibox::cli::{self, ContainerOptions, ImageArgs, ResourceOptions, RunOptions};
+use minibox::cli::{self, ContainerOptions, ImageArgs, ResourceOptions, RunOptions, UserOption};
 use minibox::config::{self, ConfigPipe, InitConfig, CONFIG_FD};
 use minibox::container::{self, ContainerState, Detached, NewContainer, Verb};
 use minibox::layer::{self, Layer};
@@ -49,6 +49,8 @@ struct RunArgs {
     image: ImageArgs,
     #[command(flatten)]
     container: ContainerOptions,
+    #[command(flatten)]
+    user: UserOption,
 }
 
 fn main() -> ExitCode {
@@ -60,7 +62,8 @@ fn main() -> ExitCode {
 }
 
 /// The parent, on the host: start init in new namespaces, wait for it.
-fn run(args: RunArgs) -> Result<Exit> {
+fn run(mut args: RunArgs) -> Result<Exit> {
+    args.container.user = args.user.user;
     trace::start(args.options.trace);
     args.container.hide_values()?;
     process::catch_signals();

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser};
 use minibox::cgroups::{self, Cgroup, Hierarchy};
 use minibox::cli::{
-    self, ContainerOptions, ImageArgs, NetworkOptions, ResourceOptions, RunOptions,
+    self, ContainerOptions, ImageArgs, NetworkOptions, ResourceOptions, RunOptions, UserOption,
 };
 use minibox::config::{self, ConfigPipe, InitConfig, CONFIG_FD};
 use minibox::container::{self, ContainerState, Detached, NewContainer, Verb};
@@ -58,6 +58,8 @@ struct RunArgs {
     #[command(flatten)]
     container: ContainerOptions,
     #[command(flatten)]
+    user: UserOption,
+    #[command(flatten)]
     network: NetworkOptions,
 }
 
@@ -73,7 +75,8 @@ fn main() -> ExitCode {
 }
 
 /// The parent, on the host: start init in new namespaces, wait for it.
-fn run(args: RunArgs) -> Result<Exit> {
+fn run(mut args: RunArgs) -> Result<Exit> {
+    args.container.user = args.user.user;
     trace::start(args.options.trace);
     args.container.hide_values()?;
     process::catch_signals();
