@@ -501,7 +501,10 @@ impl Verb {
                     state::find(&args.container)
                         .ok()
                         .and_then(|c| c.user)
-                        .map(|(uid, gid)| (uid, Some(gid)))
+                        .map(|(uid, gid)| crate::security::users::UserSpec {
+                            user: uid.to_string(),
+                            group: Some(gid.to_string()),
+                        })
                 });
                 let exit = exec::exec(exec::ExecRequest {
                     container: args.container,
