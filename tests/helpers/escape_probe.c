@@ -18,9 +18,10 @@
  *   escape_probe module                   init_module() with 16 zero bytes
  *   escape_probe add-key                  add_key("user", …) to the process keyring
  *   escape_probe euid                     print the effective uid (installed setuid-root by a test)
- *   escape_probe runtime-binary FILE      CVE-2019-5736: wait for a process of another binary
- *                                         to appear, open its /proc/PID/exe, reopen that
- *                                         O_WRONLY|O_TRUNC; write the outcome to FILE
+ *   escape_probe runtime-binary FILE      CVE-2019-5736: wait for the interpreter of a
+ *                                         `#!/proc/self/exe` script to appear, open its
+ *                                         /proc/PID/exe, reopen that O_WRONLY|O_TRUNC;
+ *                                         write the outcome to FILE
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -201,11 +202,25 @@ static int runtime_binary(const char *verdict_path)
             int pid = atoi(entry->d_name);
             if (pid <= 0 || pid == getpid())
                 continue;
-            char path[64];
+            /* The interpreter of `#!/proc/self/exe` has that as argv[0];
+             * its cmdline is readable even where its exe is not. */
+            char path[64], cmdline[32] = "";
+            snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+            int cmd = open(path, O_RDONLY | O_CLOEXEC);
+            if (cmd < 0)
+                continue;
+            ssize_t got = read(cmd, cmdline, sizeof cmdline - 1);
+            close(cmd);
+            if (got <= 0 || strcmp(cmdline, "/proc/self/exe") != 0)
+                continue;
             snprintf(path, sizeof path, "/proc/%d/exe", pid);
             int fd = open(path, O_PATH | O_CLOEXEC);
-            if (fd < 0)
-                continue; /* non-dumpable (EACCES), or gone: keep watching */
+            if (fd < 0) {
+                /* Not ours to open: non-dumpable for us. */
+                snprintf(verdict, sizeof verdict, "%s\n", strerrorname_np(errno));
+                found = 1;
+                break;
+            }
             struct stat exe;
             if (fstat(fd, &exe) < 0 || (exe.st_dev == self.st_dev && exe.st_ino == self.st_ino)) {
                 close(fd);

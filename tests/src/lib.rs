@@ -215,8 +215,14 @@ pub fn stage_command(stage: &str) -> assert_cmd::Command {
 
 /// The same, as a std command (for tests that talk to a running container).
 pub fn stage_process(stage: &str) -> std::process::Command {
+    binary_process(&stage_bin(stage))
+}
+
+/// A stage binary at `binary` (a copy, say) in this test process's
+/// environment.
+pub fn binary_process(binary: &std::path::Path) -> std::process::Command {
     let env = test_env();
-    let mut cmd = std::process::Command::new(stage_bin(stage));
+    let mut cmd = std::process::Command::new(binary);
     cmd.env("NO_COLOR", "1")
         .env_remove("MINIBOX_TRACE")
         .env("MINIBOX_ROOT", &env.root)

@@ -88,12 +88,8 @@ impl SealedBinary {
     /// `F_SEAL_SEAL`). `/proc/PID/exe` then names that copy, which no one
     /// can write; the cost is a copy of the whole binary per container.
     fn sealed_copy() -> Result<SealedBinary> {
-        let exe = std::fs::File::open("/proc/self/exe")
+        let mut exe = std::fs::File::open("/proc/self/exe")
             .map_err(|e| Error::io("open /proc/self/exe", e))?;
-        let size = exe
-            .metadata()
-            .map_err(|e| Error::io("stat /proc/self/exe", e))?
-            .len();
         let memfd = trace::step_shows(
             "memfd_create(\"minibox\", MFD_CLOEXEC|MFD_ALLOW_SEALING)",
             nix::sys::memfd::memfd_create(
@@ -103,35 +99,19 @@ impl SealedBinary {
             ),
             |fd: &OwnedFd| Some(format!("fd {}", fd.as_raw_fd())),
         )?;
-        let mut copied = 0u64;
-        let result = loop {
-            if copied >= size {
-                break Ok(copied);
+        // std picks copy_file_range, sendfile or read/write, whichever the
+        // two files allow (a memfd is on another filesystem: EXDEV for
+        // copy_file_range on some kernels).
+        let mut copy = std::fs::File::from(memfd);
+        let step = format!("copy /proc/self/exe → fd {}", copy.as_raw_fd());
+        match std::io::copy(&mut exe, &mut copy) {
+            Ok(bytes) => trace::note(step, Some(format!("{bytes} bytes"))),
+            Err(cause) => {
+                trace::failed(&step, crate::error::errno_of(&cause));
+                return Err(Error::io(step, cause));
             }
-            // SAFETY: two valid fds, NULL offsets (both files' own), and a
-            // length; copy_file_range writes nothing into our memory.
-            let ret = unsafe {
-                libc::copy_file_range(
-                    exe.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    memfd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    (size - copied) as usize,
-                    0,
-                )
-            };
-            match Errno::result(ret) {
-                Ok(0) => break Ok(copied),
-                Ok(n) => copied += n as u64,
-                Err(Errno::EINTR) => continue,
-                Err(errno) => break Err(errno),
-            }
-        };
-        trace::step_shows(
-            format!("copy_file_range(/proc/self/exe → fd {})", memfd.as_raw_fd()),
-            result,
-            |bytes| Some(format!("{bytes} bytes")),
-        )?;
+        }
+        let memfd = OwnedFd::from(copy);
         let seals =
             libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
         // SAFETY: fcntl with an fd we own and integer arguments.
