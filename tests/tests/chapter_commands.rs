@@ -257,7 +257,11 @@ fn run_page(name: &str, script: &str, cgroup_parent: &str) -> (bool, String) {
 }
 
 /// The book's pages that have runnable blocks, with their commands.
+///
+/// `MINIBOX_BOOK_PAGE=stage-05` keeps only the pages whose file name
+/// contains it, while you work on one chapter.
 fn runnable_pages() -> BTreeMap<String, Vec<BookCommand>> {
+    let only = std::env::var("MINIBOX_BOOK_PAGE").ok();
     let mut pages = BTreeMap::new();
     for entry in std::fs::read_dir(workspace().join("docs/src")).expect("docs/src exists") {
         let path = entry.expect("a readable directory entry").path();
@@ -266,8 +270,8 @@ fn runnable_pages() -> BTreeMap<String, Vec<BookCommand>> {
         }
         let text = std::fs::read_to_string(&path).expect("a page is text");
         let commands = commands_of(&text);
-        if !commands.is_empty() {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !commands.is_empty() && only.as_ref().is_none_or(|o| name.contains(o.as_str())) {
             pages.insert(name, commands);
         }
     }
