@@ -347,11 +347,13 @@ fn every_runnable_command_in_the_book_works() {
     let pages = runnable_pages();
     // The stage chapters 01–08 carry runnable blocks (their "Check your
     // work" at least): finding fewer means the marker was lost.
-    assert!(
-        pages.keys().filter(|p| p.starts_with("stage-")).count() >= 1,
-        "runnable blocks found only in {:?}",
-        pages.keys().collect::<Vec<_>>()
-    );
+    if std::env::var_os("MINIBOX_BOOK_PAGE").is_none() {
+        assert!(
+            pages.keys().filter(|p| p.starts_with("stage-")).count() >= 8,
+            "runnable blocks found only in {:?}",
+            pages.keys().collect::<Vec<_>>()
+        );
+    }
     if !have_root(module_path!()) || !have_tools("every_runnable_command_in_the_book_works") {
         return;
     }
