@@ -141,6 +141,7 @@ fn script_for(page: &str, commands: &[BookCommand]) -> String {
          # The book writes sudo for readers who are not root; this test is.\n\
          sudo() { \"$@\"; }\n\
          ip link set lo up\n\
+         __top=$PWD\n\
          __log=$(mktemp -d)\n\
          __failed=0\n",
     );
@@ -163,7 +164,8 @@ fn script_for(page: &str, commands: &[BookCommand]) -> String {
     }
     // Whatever the page started, it must also have removed.
     script.push_str(
-        "for __bin in target/debug/07-full target/debug/08-network target/debug/09-hardening; do\n\
+        "cd \"$__top\"\n\
+         for __bin in target/debug/07-full target/debug/08-network target/debug/09-hardening; do\n\
          \x20   [ -x \"$__bin\" ] || continue\n\
          \x20   __left=$(\"$__bin\" ps -aq 2>/dev/null)\n\
          \x20   if [ -n \"$__left\" ]; then\n\
@@ -354,7 +356,13 @@ fn every_runnable_command_in_the_book_works() {
             pages.keys().collect::<Vec<_>>()
         );
     }
+    let count: usize = pages.values().map(Vec::len).sum();
     if !have_root(module_path!()) || !have_tools("every_runnable_command_in_the_book_works") {
+        let _ = writeln!(
+            std::io::stderr(),
+            "  (not run: the {count} commands of the book's runnable blocks, on {} pages)",
+            pages.len()
+        );
         return;
     }
     std::fs::create_dir_all("/var/lib/minibox").expect("create /var/lib/minibox");
@@ -382,7 +390,6 @@ fn every_runnable_command_in_the_book_works() {
         .filter(|(_, ok, _)| !ok)
         .map(|(name, _, report)| format!("== {name}\n{report}"))
         .collect();
-    let count: usize = pages.values().map(Vec::len).sum();
     assert!(
         failed.is_empty(),
         "book commands that do not do what the book says ({count} commands on {} pages):\n{}",
