@@ -86,3 +86,47 @@ fn the_summary_lists_every_chapter() {
         }
     }
 }
+
+/// The stage chapters that are lessons of the course so far: each has Try
+/// it, What goes wrong, Check your work and Exercises. A chapter joins
+/// this list when it gets those sections.
+const COURSE_CHAPTERS: std::ops::RangeInclusive<u32> = 1..=8;
+
+#[test]
+fn every_lesson_ends_with_check_your_work_and_exercises() {
+    for stage in STAGES {
+        let n = minibox_tests::number(stage);
+        if !COURSE_CHAPTERS.contains(&n) {
+            continue;
+        }
+        let text = std::fs::read_to_string(book().join(format!("stage-{stage}.md"))).unwrap();
+        let sections: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("## ")).collect();
+        for wanted in [
+            "Try it",
+            "What goes wrong without this step",
+            "Check your work",
+            "Exercises",
+        ] {
+            assert!(
+                sections.contains(&wanted),
+                "chapter {stage} has no section \"{wanted}\" (it has {sections:?})"
+            );
+        }
+        assert_eq!(
+            &sections[sections.len() - 2..],
+            ["Check your work", "Exercises"],
+            "chapter {stage} must end with Check your work, then Exercises"
+        );
+        let check = &text[text.find("## Check your work").unwrap()..];
+        assert!(
+            check.contains(&format!("```sh,runnable\njust check {n}\n")),
+            "chapter {stage}'s Check your work does not run `just check {n}` in a runnable block"
+        );
+        let exercises = &text[text.find("## Exercises").unwrap()..];
+        let answers = exercises.matches("<summary>Answer</summary>").count();
+        assert!(
+            answers >= 3 && answers == exercises.matches("</details>").count(),
+            "chapter {stage} has {answers} folded answers; three or more exercises, each with one"
+        );
+    }
+}
