@@ -137,7 +137,15 @@ impl Drop for Layer {
 
 /// init: mount the overlay on `merged`.
 pub fn mount_overlay(layer: &LayerPaths) -> Result<()> {
-    let options = overlay_options(&[&layer.lower], &layer.upper, &layer.work);
+    mount_overlay_with(
+        layer,
+        overlay_options(&[&layer.lower], &layer.upper, &layer.work),
+    )
+}
+
+/// Mount the overlay on `merged` with these options (stage 10 adds
+/// `userxattr`).
+pub(crate) fn mount_overlay_with(layer: &LayerPaths, options: String) -> Result<()> {
     trace::step(
         format!(
             "mount(\"overlay\", {:?}, \"overlay\", 0, {options:?})",

@@ -161,14 +161,15 @@ pub fn open_mount(path: &str) -> Result<OwnedFd> {
 /// crate does not offer them for every target).
 const AT_RECURSIVE: libc::c_int = 0x8000;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const OPEN_TREE_CLONE: libc::c_uint = 0x1;
 
 /// `struct mount_attr` of `mount_setattr(2)` (Linux 5.12).
 #[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+pub(crate) struct MountAttr {
+    pub(crate) attr_set: u64,
+    pub(crate) attr_clr: u64,
+    pub(crate) propagation: u64,
+    pub(crate) userns_fd: u64,
 }
 
 /// Make the mount at `fd` and every mount below it read-only, keeping

@@ -36,8 +36,8 @@ use nix::errno::Errno;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// `OPEN_TREE_CLONE` and `OPEN_TREE_CLOEXEC` (`<linux/mount.h>`).
-const OPEN_TREE_CLONE: libc::c_uint = 0x1;
+use crate::mounts::OPEN_TREE_CLONE;
+/// `OPEN_TREE_CLOEXEC` (`<linux/mount.h>`): `O_CLOEXEC`'s value.
 const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
 
 /// This binary, reachable only through a private read-only mount.

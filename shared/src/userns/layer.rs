@@ -39,18 +39,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Linux's `<linux/mount.h>` values the libc crate lacks on some targets.
-const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-
-/// `struct mount_attr` of `mount_setattr(2)`.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+use crate::mounts::{MountAttr, OPEN_TREE_CLONE};
 
 /// How the image reaches the container's root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

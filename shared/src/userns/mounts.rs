@@ -39,19 +39,7 @@ pub fn mount_overlay(layer: &LayerPaths) -> Result<()> {
         "{},userxattr",
         crate::layer::overlay_options(&[&layer.lower], &layer.upper, &layer.work)
     );
-    trace::step(
-        format!(
-            "mount(\"overlay\", {:?}, \"overlay\", 0, {options:?})",
-            layer.merged.display().to_string()
-        ),
-        mount(
-            Some("overlay"),
-            &layer.merged,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(options.as_str()),
-        ),
-    )
+    crate::layer::mount_overlay_with(layer, options)
 }
 
 /// `dir` (like `/proc`) inside `root`, made if missing, resolved without
