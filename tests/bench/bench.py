@@ -116,9 +116,14 @@ def peers(workdir, env):
     cmds["08-network --rm --network none"] = [net, "run", "--rm", "--network", "none", "busybox", "/bin/true"]
     cmds["08-network --rm (bridge)"] = [net, "run", "--rm", "busybox", "/bin/true"]
     # Stage 09: the same as 08 without a network, plus capabilities, masks,
-    # the devices cgroup and a seccomp filter compiled by run for each start.
+    # the devices cgroup and a seccomp filter (compiled once, then read from
+    # the cache under the state root).
     cmds["09-hardening --rm --network none"] = [str(REL / "09-hardening"), "run", "--rm", "--network", "none",
                                                "busybox", "/bin/true"]
+    # Stage 10 as root: 09 plus a user namespace made by three processes, its
+    # maps written by run, and the image through an idmapped mount.
+    cmds["10-rootless --rm --network none"] = [str(REL / "10-rootless"), "run", "--rm", "--network", "none",
+                                              "busybox", "/bin/true"]
     return cmds, missing
 
 
@@ -243,8 +248,13 @@ def main():
     rounds, step_rounds, counts = (3, 3, [1, 10]) if args.quick else (60, 30, [1, 10, 50])
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="minibox-bench-") as work:
+        # Stage 10's remapped root takes a `minibox` range of subordinate
+        # ids: the bench's own file, never the machine's /etc/subuid.
+        subids = Path(work) / "subids"
+        subids.write_text("minibox:100000:65536\n")
         env = {**os.environ, "MINIBOX_ROOT": str(Path(work) / "root"), "MINIBOX_TRACE": "off",
-               "MINIBOX_CGROUP_PARENT": f"minibox-bench-{os.getpid()}", "NO_COLOR": "1"}
+               "MINIBOX_CGROUP_PARENT": f"minibox-bench-{os.getpid()}", "NO_COLOR": "1",
+               "MINIBOX_SUBUID": str(subids), "MINIBOX_SUBGID": str(subids)}
         cmds, missing = peers(work, env)
         startup = interleaved(cmds, rounds, env)
         cold_07 = cold(cmds["07-full --rm"], env, 5 if args.quick else 30)
