@@ -107,16 +107,17 @@ copy() { mkdir -p "$img$(dirname "$1")"; cp -aL "$1" "$img$1"; }
 # The tools the network tests script with, the real ones over busybox's
 # applets of the same name (busybox's ip has no -j, its unshare no
 # --propagation): iproute2's ip, nftables' nft, util-linux's unshare,
-# nsenter and losetup (the escape battery's loop device), and bash.
-for tool in ip nft unshare nsenter bash losetup; do
+# nsenter and losetup (the escape battery's loop device), bash; setpriv,
+# newuidmap and newgidmap (setuid root, kept so) for stage 10's rootless tests.
+for tool in ip nft unshare nsenter bash losetup setpriv newuidmap newgidmap; do
     real=$(command -v "$tool") || { echo "error: $tool is missing: install it (just setup)" >&2; exit 1; }
     rm -f "$img/bin/$tool" "$img/sbin/$tool"
-    cp -L "$real" "$img/bin/$tool"
+    cp -L --preserve=mode "$real" "$img/bin/$tool"
     for lib in $(ldd "$real" | grep -o '/[^ ]*'); do
         [ -e "$img$lib" ] || copy "$lib"
     done
 done
-stages=$(find "$top/target/debug" -maxdepth 1 -type f -executable \( -name '0[0-9]-*' -o -name minibox-check \))
+stages=$(find "$top/target/debug" -maxdepth 1 -type f -executable \( -name '[0-9][0-9]-*' -o -name minibox-check \))
 for binary in $tests $stages; do
     mkdir -p "$img$(dirname "$binary")"
     objcopy --strip-debug "$binary" "$img$binary"
