@@ -116,7 +116,7 @@ for tool in ip nft unshare nsenter bash losetup; do
         [ -e "$img$lib" ] || copy "$lib"
     done
 done
-stages=$(find "$top/target/debug" -maxdepth 1 -type f -executable \( -name '0[0-9]-*' -o -name minibox-check \))
+stages=$(find "$top/target/debug" -maxdepth 1 -type f -executable \( -name '[0-9][0-9]-*' -o -name minibox-check \))
 for binary in $tests $stages; do
     mkdir -p "$img$(dirname "$binary")"
     objcopy --strip-debug "$binary" "$img$binary"
