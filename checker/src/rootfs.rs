@@ -70,7 +70,7 @@ pub struct WorkDir {
 pub const SUBIDS: &str = "minibox:100000:65536\n";
 
 impl WorkDir {
-    /// Create `$TMPDIR/minibox-check-PID` (0700), after removing those of
+    /// Create `$TMPDIR/minibox-check-PID` (0711), after removing those of
     /// checker processes that are gone.
     pub fn create(keep: bool) -> Result<Self> {
         let tmp = std::env::temp_dir();
