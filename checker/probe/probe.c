@@ -493,7 +493,7 @@ static void report_visible_limits(void)
 
 static void report_status(void)
 {
-    static const char *const wanted[] = {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "NSpid"};
+    static const char *const wanted[] = {"Uid", "Gid", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "NSpid"};
     static char buf[MAX_FILE];
     key("status");
     if (read_file("/proc/self/status", buf, sizeof buf) < 0) {
@@ -725,8 +725,10 @@ static void report(int argc, char **argv)
     report_visible_limits();
     report_status();
     report_protected_paths();
-    kv_file_line("uid_map", "/proc/self/uid_map");
-    kv_file_line("gid_map", "/proc/self/gid_map");
+    /* Every line: a rootless map has several. */
+    kv_file_lines("uid_map", "/proc/self/uid_map");
+    kv_file_lines("gid_map", "/proc/self/gid_map");
+    kv_file_line("setgroups", "/proc/self/setgroups");
     report_network();
     key("volumes");
     begin_object();

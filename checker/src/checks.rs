@@ -1,7 +1,7 @@
 //! The checks, grouped by the stage that teaches them: each has an id, a
 //! one-line description, and a hint naming what is missing when it fails.
 
-use crate::probe::{show_bytes, Report, ARGV_CASES};
+use crate::probe::{map_id, parse_map, show_bytes, IdRange, Report, ARGV_CASES, IDENTITY_MAP};
 use crate::rootfs::WROTE_FILE;
 use crate::runtime::Runtime;
 use crate::session::{self, Observations, ScenarioRun};
@@ -16,7 +16,7 @@ pub struct Stage {
 }
 
 /// The last stage there are checks for.
-pub const LAST_STAGE: u8 = 9;
+pub const LAST_STAGE: u8 = 10;
 
 pub const STAGES: [Stage; LAST_STAGE as usize] = [
     Stage {
@@ -63,6 +63,11 @@ pub const STAGES: [Stage; LAST_STAGE as usize] = [
         number: 9,
         title: "Least privilege",
         chapter: "stage-09-hardening.md",
+    },
+    Stage {
+        number: 10,
+        title: "Rootless: a user namespace",
+        chapter: "stage-10-rootless.md",
     },
 ];
 
@@ -961,9 +966,139 @@ pub const CHECKS: &[Check] = &[
             }
         }),
     },
+    // ---- 10 ---------------------------------------------------------------
+    Check {
+        id: "10.userns",
+        stage: 10,
+        description: "the container is in a user namespace of its own (its uid map is not the host's identity map)",
+        hint: USERNS_HINT,
+        grade: |c| with_report(c, |r| {
+            let Some(lines) = &r.uid_map else {
+                return fail_because("/proc/self/uid_map cannot be read: there is no /proc", NO_PROC_HINT);
+            };
+            let map = parse_map(lines);
+            let user = r.ns.get("user").copied().flatten();
+            let host = c.obs.host.ns.get("user").copied();
+            if map == [IDENTITY_MAP] || (user.is_some() && user == host) {
+                fail(format!(
+                    "the host's user namespace (uid_map {})",
+                    show_map(&map)
+                ))
+            } else if map.is_empty() {
+                fail("an empty uid map: the runtime never wrote it")
+            } else {
+                pass(format!("uid_map {}", show_map(&map)))
+            }
+        }),
+    },
+    Check {
+        id: "10.root-unmapped",
+        stage: 10,
+        description: "container root is not host root: the host sees the container's process with another uid and gid",
+        hint: "map container uid and gid 0 to an unprivileged host range (/etc/subuid, /etc/subgid) — chapter 10",
+        grade: |c| {
+            let Some(held) = &c.obs.hold else {
+                return skip("the hold scenario did not run");
+            };
+            let Some(report) = held.run.report() else {
+                return no_report(&held.run);
+            };
+            let inside = report.status.as_ref().and_then(|s| s.get("Uid")).cloned().unwrap_or_default();
+            match held.host_ids {
+                None => fail(held.problem.clone().unwrap_or_else(|| "the probe's process was not found on the host".into())),
+                Some((0, gid)) => fail(format!("host uid 0 (gid {gid}): container root is host root")),
+                Some((uid, 0)) => fail(format!("host uid {uid}, but gid 0: container gid 0 is host root's group")),
+                Some((uid, gid)) => pass(format!(
+                    "uid {} inside is host uid {uid}, gid {gid}",
+                    inside.split_whitespace().next().unwrap_or("?")
+                )),
+            }
+        },
+    },
+    Check {
+        id: "10.id-range",
+        stage: 10,
+        description: "the maps give the container 65536 ids, so its users (nobody is 65534) exist",
+        hint: "map a range of 65536 subordinate uids and gids, not root alone, so -u and files owned by other users work — chapter 10",
+        grade: |c| with_userns(c, |r, uids| {
+            let gids = parse_map(r.gid_map.as_deref().unwrap_or_default());
+            let missing = |map: &[IdRange]| (0..65_536).find(|id| map_id(map, *id).is_none());
+            match (missing(uids), missing(&gids)) {
+                (None, None) => pass(format!("uid_map {}, gid_map {}", show_map(uids), show_map(&gids))),
+                (Some(id), _) => fail(format!("uid {id} is not mapped (uid_map {})", show_map(uids))),
+                (None, Some(id)) => fail(format!("gid {id} is not mapped (gid_map {})", show_map(&gids))),
+            }
+        }),
+    },
+    Check {
+        id: "10.setgroups",
+        stage: 10,
+        description: "the container may call setgroups (its gid map was written by a privileged writer)",
+        hint: "write the gid map from the parent namespace as root (or with newgidmap), leaving /proc/PID/setgroups at allow, so -u user:group can drop supplementary groups — chapter 10",
+        grade: |c| with_userns(c, |r, _| match r.setgroups.as_deref() {
+            Some("allow") => pass("setgroups: allow"),
+            Some(other) => fail(format!("setgroups: {other}")),
+            None => fail_because("/proc/self/setgroups cannot be read: there is no /proc", NO_PROC_HINT),
+        }),
+    },
+    Check {
+        id: "10.volume-owner",
+        stage: 10,
+        description: "a file container root writes into a volume belongs to its mapped host uid, not to host root",
+        hint: "run the container in a user namespace whose root is an unprivileged host uid: what it writes through a volume is that uid's — chapter 10",
+        grade: |c| {
+            if let Some(missing) = missing_volume_placeholder(c, Placeholder::VolumeRw) {
+                return missing;
+            }
+            with_run(c, |run, r| match (run.volume_rw_owner, r.volumes.rw.as_ref()) {
+                (Some((0, _)), _) => fail("the file is host uid 0's: container root wrote as host root"),
+                (Some((uid, gid)), _) => pass(format!("the file is host uid {uid}, gid {gid}")),
+                (None, Some(v)) if !v.write_ok => fail(format!(
+                    "container root could not write into the rw volume ({})",
+                    v.write_error.as_deref().unwrap_or("no error reported")
+                )),
+                (None, _) => fail("no file written through the rw volume reached the host"),
+            })
+        },
+    },
 ];
 
 // ---- helpers -------------------------------------------------------------
+
+const USERNS_HINT: &str = "create a user namespace (unshare CLONE_NEWUSER in a child) and write its uid_map and gid_map from outside it before the other namespaces — chapter 10";
+
+/// A check of the container's own user namespace: in the host's (the
+/// identity map) there are no maps of its own to grade, which is a
+/// failure, never a pass.
+fn with_userns(c: &Context<'_>, f: impl FnOnce(&Report, &[IdRange]) -> Outcome) -> Outcome {
+    with_report(c, |r| {
+        let Some(lines) = &r.uid_map else {
+            return fail_because(
+                "/proc/self/uid_map cannot be read: there is no /proc",
+                NO_PROC_HINT,
+            );
+        };
+        let map = parse_map(lines);
+        if map == [IDENTITY_MAP] {
+            return fail_because(
+                "the host's user namespace: there are no maps of the container's own",
+                USERNS_HINT,
+            );
+        }
+        f(r, &map)
+    })
+}
+
+/// An id map as `0→100000×65536`, for details.
+fn show_map(map: &[IdRange]) -> String {
+    if map.is_empty() {
+        return "(empty)".into();
+    }
+    map.iter()
+        .map(|r| format!("{}→{}×{}", r.inside, r.outside, r.count))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The hint of every check whose run printed no probe report. The table
 /// shows the run's error once, above the checks, instead of this hint on

@@ -40,7 +40,7 @@ fn after_help() -> String {
     after_help = after_help()
 )]
 struct Cli {
-    /// The stage to check, 1 to 9 (its checks and those of every stage below)
+    /// The stage to check, 1 to 10 (its checks and those of every stage below)
     #[arg(value_parser = parse_stage, value_name = "STAGE")]
     stage: u8,
     /// A preset (minibox, minibox:N, runc, crun, bwrap) or a template such as

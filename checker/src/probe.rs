@@ -127,7 +127,7 @@ pub struct Report {
     pub escape: Option<Escape>,
     pub dev: Option<Vec<DevEntry>>,
     pub cgroup: Option<Vec<String>>,
-    /// Capabilities, Seccomp, NoNewPrivs, NSpid from /proc/self/status
+    /// Uid, Gid, capabilities, Seccomp, NoNewPrivs, NSpid from /proc/self/status
     /// (null without /proc).
     pub status: Option<BTreeMap<String, String>>,
     /// docker's masked paths: whether each exists in the container.
@@ -136,10 +136,55 @@ pub struct Report {
     /// docker's read-only paths: whether each exists.
     #[serde(default)]
     pub read_only_paths: BTreeMap<String, bool>,
+    /// /proc/self/uid_map and gid_map, line by line (null without /proc).
+    #[serde(default)]
+    pub uid_map: Option<Vec<String>>,
+    #[serde(default)]
+    pub gid_map: Option<Vec<String>>,
+    /// /proc/self/setgroups: "allow" or "deny".
+    #[serde(default)]
+    pub setgroups: Option<String>,
     #[serde(default)]
     pub net: Network,
     #[serde(default)]
     pub volumes: Volumes,
+}
+
+/// One line of an id map: `INSIDE OUTSIDE COUNT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub inside: u64,
+    pub outside: u64,
+    pub count: u64,
+}
+
+/// The identity map of the initial user namespace.
+pub const IDENTITY_MAP: IdRange = IdRange {
+    inside: 0,
+    outside: 0,
+    count: 4_294_967_295,
+};
+
+/// The ranges of an id map; lines that do not parse are left out.
+pub fn parse_map(lines: &[String]) -> Vec<IdRange> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let mut n = line.split_whitespace().map(|f| f.parse::<u64>().ok());
+            Some(IdRange {
+                inside: n.next()??,
+                outside: n.next()??,
+                count: n.next()??,
+            })
+        })
+        .collect()
+}
+
+/// The host id an id inside maps to, if the map has it.
+pub fn map_id(map: &[IdRange], id: u64) -> Option<u64> {
+    map.iter()
+        .find(|r| id >= r.inside && id - r.inside < r.count)
+        .map(|r| r.outside + (id - r.inside))
 }
 
 impl Report {
@@ -274,6 +319,22 @@ mod tests {
         let report: Report = serde_json::from_str(text).unwrap();
         assert_eq!(report.pid, 1);
         assert!(report.status.is_none() && report.mounts.is_none());
+    }
+
+    #[test]
+    fn id_maps_parse_and_map() {
+        let lines = [
+            "         0       1500          1".to_string(),
+            "1 200000 65535".into(),
+            "junk".into(),
+        ];
+        let map = parse_map(&lines);
+        assert_eq!(map.len(), 2);
+        assert_eq!(map_id(&map, 0), Some(1500));
+        assert_eq!(map_id(&map, 65534), Some(265_533));
+        assert_eq!(map_id(&map, 65536), None);
+        let identity = parse_map(&["0 0 4294967295".to_string()]);
+        assert_eq!(identity, [IDENTITY_MAP]);
     }
 
     #[test]

@@ -60,11 +60,17 @@ pub fn has_interpreter(elf: &[u8]) -> bool {
 /// The work directory of this checker process.
 pub struct WorkDir {
     pub path: PathBuf,
+    /// `minibox:100000:65536`: the subordinate ids stage 10's remapped
+    /// root is given (MINIBOX_SUBUID and MINIBOX_SUBGID name this file).
+    pub subids: PathBuf,
     keep: bool,
 }
 
+/// The range `subids` grants minibox's remapped root.
+pub const SUBIDS: &str = "minibox:100000:65536\n";
+
 impl WorkDir {
-    /// Create `$TMPDIR/minibox-check-PID` (0700), after removing those of
+    /// Create `$TMPDIR/minibox-check-PID` (0711), after removing those of
     /// checker processes that are gone.
     pub fn create(keep: bool) -> Result<Self> {
         let tmp = std::env::temp_dir();
@@ -74,9 +80,14 @@ impl WorkDir {
             remove_tree(&path)?;
         }
         fs::create_dir(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
+        // 0711: a container whose root is not host root (stage 10) must
+        // still reach its volumes below here, but nobody may list them.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o711))
             .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
-        Ok(WorkDir { path, keep })
+        let subids = path.join("subids");
+        fs::write(&subids, SUBIDS)
+            .map_err(|e| Error::io(format!("write {}", subids.display()), e))?;
+        Ok(WorkDir { path, subids, keep })
     }
 
     /// A fresh directory for one run: `rootfs/`, `vol-rw/`, `vol-ro/`,
@@ -101,6 +112,10 @@ impl WorkDir {
         ] {
             create_dir(d)?;
         }
+        // Writable by container root whatever host uid it maps to (stage
+        // 10's is 100000): 10.volume-owner then sees who wrote.
+        fs::set_permissions(&run.volume_rw, fs::Permissions::from_mode(0o777))
+            .map_err(|e| Error::io(format!("chmod {}", run.volume_rw.display()), e))?;
         build_rootfs(&run.rootfs, &run.token)?;
         write(
             &run.volume_rw.join("token"),

@@ -54,7 +54,9 @@ pub const PRESETS: [(&str, &str); 5] = [
 
 const OCI_LIFECYCLE: &str = "an OCI runtime has run -d, list, kill and delete but keeps no logs: the lifecycle of stage 07 is the engine's (containerd, podman)";
 
-const OCI_NOT_APPLICABLE: [(&str, &str); 10] = [
+const OCI_NO_USERNS: &str = "the checker's bundle, like docker's default, has no user namespace (docker needs --userns-remap for one): an OCI runtime makes one only when config.json asks for it";
+
+const OCI_NOT_APPLICABLE: [(&str, &str); 15] = [
     (
         "09.seccomp",
         "the checker's bundle carries no seccomp profile: docker's default profile is the engine's to add, runc applies what config.json gives it",
@@ -80,6 +82,11 @@ const OCI_NOT_APPLICABLE: [(&str, &str); 10] = [
         "08.net-route",
         "an OCI runtime only makes the empty network namespace: routes are the engine's job (CNI)",
     ),
+    ("10.userns", OCI_NO_USERNS),
+    ("10.root-unmapped", OCI_NO_USERNS),
+    ("10.id-range", OCI_NO_USERNS),
+    ("10.setgroups", OCI_NO_USERNS),
+    ("10.volume-owner", OCI_NO_USERNS),
 ];
 
 impl Runtime {

@@ -48,6 +48,8 @@ pub struct ScenarioRun {
     pub rootfs_written: bool,
     pub volume_rw_written: bool,
     pub volume_ro_written: bool,
+    /// The host uid and gid of the file the probe wrote into the rw volume.
+    pub volume_rw_owner: Option<(u32, u32)>,
     pub rootfs: PathBuf,
 }
 
@@ -62,6 +64,7 @@ impl ScenarioRun {
             rootfs_written: false,
             volume_rw_written: false,
             volume_ro_written: false,
+            volume_rw_owner: None,
             rootfs: PathBuf::new(),
         }
     }
@@ -105,6 +108,8 @@ pub struct Held {
     pub host_pid: Option<i32>,
     pub memory: Option<SeenCgroup>,
     pub pids: Option<SeenCgroup>,
+    /// The probe's real uid and gid as the host sees them (/proc/PID/status).
+    pub host_ids: Option<(u32, u32)>,
     /// Why the host could not look, if it could not.
     pub problem: Option<String>,
 }
@@ -290,6 +295,10 @@ impl Session<'_> {
                 self.work.path.join("minibox-state").into_os_string(),
             ),
             ("MINIBOX_CGROUP_PARENT", self.outer.name.clone().into()),
+            // Stage 10's remapped root needs a `minibox` range of
+            // subordinate ids: a file of the checker's own, never /etc's.
+            ("MINIBOX_SUBUID", self.work.subids.clone().into_os_string()),
+            ("MINIBOX_SUBGID", self.work.subids.clone().into_os_string()),
         ]
     }
 
@@ -354,6 +363,12 @@ impl Session<'_> {
             rootfs_written: dir.rootfs.join(WROTE_FILE).exists(),
             volume_rw_written: dir.volume_rw.join("from-container").exists(),
             volume_ro_written: dir.volume_ro.join("from-container").exists(),
+            volume_rw_owner: std::fs::metadata(dir.volume_rw.join("from-container"))
+                .ok()
+                .map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    (m.uid(), m.gid())
+                }),
             rootfs: dir.rootfs.clone(),
         }
     }
@@ -392,6 +407,7 @@ impl Session<'_> {
             host_pid: None,
             memory: None,
             pids: None,
+            host_ids: None,
             problem: Some(format!(
                 "the probe never reported ({})",
                 run.finished.summary()
@@ -500,6 +516,7 @@ fn look_at_held(report: &Report) -> Held {
         host_pid: find_host_pid(report),
         memory: None,
         pids: None,
+        host_ids: None,
         problem: None,
     };
     let Some(pid) = held.host_pid else {
@@ -508,6 +525,7 @@ fn look_at_held(report: &Report) -> Held {
         );
         return held;
     };
+    held.host_ids = host_ids(pid);
     match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
         Ok(text) => {
             held.memory = seen_cgroup(&text, "memory", "memory.limit_in_bytes", "memory.max");
@@ -567,6 +585,20 @@ fn find_host_pid(report: &Report) -> Option<i32> {
         }
     }
     None
+}
+
+/// The real uid and gid of a host process, from the `Uid:` and `Gid:`
+/// lines of its status.
+fn host_ids(pid: i32) -> Option<(u32, u32)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let real = |field: &str| -> Option<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|ids| ids.split_whitespace().next())
+            .and_then(|id| id.parse().ok())
+    };
+    Some((real("Uid:")?, real("Gid:")?))
 }
 
 fn innermost_nspid(pid: i32) -> Option<i64> {

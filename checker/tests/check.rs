@@ -172,7 +172,7 @@ fn every_minibox_stage_passes_its_own_stage() {
         return;
     }
     bin_dir();
-    for stage in 1..=9 {
+    for stage in 1..=10 {
         let stage = stage.to_string();
         checker()
             .arg(&stage)
@@ -185,7 +185,7 @@ fn every_minibox_stage_passes_its_own_stage() {
     }
 }
 
-/// Which checks each runtime passes, all graded as stage 09: minibox's
+/// Which checks each runtime passes, all graded as stage 10: minibox's
 /// stages and the chroot runtime. Each column passes its stage's checks
 /// and fails the next stage's where the lesson is missing.
 #[test]
@@ -196,12 +196,12 @@ fn the_matrix_of_minibox_stages() {
     bin_dir();
     let mut columns: Vec<(String, BTreeMap<String, String>)> = Vec::new();
     let mut order = Vec::new();
-    for n in 1..=9 {
-        let (_, json) = check_json(&["9", "--runtime", &format!("minibox:{n}")]);
+    for n in 1..=10 {
+        let (_, json) = check_json(&["10", "--runtime", &format!("minibox:{n}")]);
         order = ids(&json);
         columns.push((format!("{n:02}"), statuses(&json)));
     }
-    let (_, json) = check_json(&["9", "--runtime", &chroot_template()]);
+    let (_, json) = check_json(&["10", "--runtime", &chroot_template()]);
     columns.push(("chroot".into(), statuses(&json)));
     // Where / is shared (systemd hosts, the VMs), stage 01's copied mounts
     // stay in the host's peer groups: 02.no-propagation fails there.
@@ -211,6 +211,73 @@ fn the_matrix_of_minibox_stages() {
         "matrix"
     };
     snapshot(name, &matrix(&order, &columns));
+}
+
+/// Stage 09's binary has every lesson but the user namespace: checked as
+/// stage 10 it fails exactly the 10.* checks, each hint naming chapter 10.
+#[test]
+fn minibox_09_fails_exactly_the_stage_10_checks() {
+    if !root("minibox_09_fails_exactly_the_stage_10_checks") {
+        return;
+    }
+    bin_dir();
+    let (code, json) = check_json(&["10", "--runtime", "minibox:9"]);
+    assert_eq!(code, 1, "{json:#}");
+    let failed: Vec<String> = statuses(&json)
+        .into_iter()
+        .filter(|(_, s)| s == "fail")
+        .map(|(id, _)| id)
+        .collect();
+    let mut stage_10: Vec<String> = minibox_check::checks::CHECKS
+        .iter()
+        .filter(|c| c.stage == 10)
+        .map(|c| c.id.to_string())
+        .collect();
+    stage_10.sort();
+    assert!(stage_10.len() >= 3, "stage 10 has checks: {stage_10:?}");
+    assert_eq!(failed, stage_10, "{json:#}");
+    for id in &stage_10 {
+        let hint = check(&json, id)["hint"].as_str().unwrap_or_default();
+        assert!(hint.contains("chapter 10"), "{id}: {hint}");
+    }
+    // Its own user namespace is the host's: the detail says so.
+    assert!(check(&json, "10.userns")["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("the host's user namespace")));
+    assert!(check(&json, "10.root-unmapped")["detail"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("host uid 0")));
+}
+
+/// Stage 10 with `--userns=single`, run by root: a user namespace whose
+/// root is host root, and nothing else mapped. 10.userns and 10.setgroups
+/// pass; the checks about who container root is fail.
+#[test]
+fn a_user_namespace_mapping_root_to_root_fails_the_remap_checks() {
+    if !root("a_user_namespace_mapping_root_to_root_fails_the_remap_checks") {
+        return;
+    }
+    let binary = bin_dir().join("10-rootless");
+    let template = format!(
+        "{} run --rm --name {{name}} --trace off --userns=single --hostname {{hostname}} -m {{memory}} --memory-swap {{memory}} --pids-limit {{pids}} --cgroup-parent {{cgroup_parent}} -v {{volume_rw}}:/vol/rw -v {{volume_ro}}:/vol/ro:ro --network {{network}} --rootfs {{rootfs}} -- {{cmd}}",
+        binary.display()
+    );
+    let (code, json) = check_json(&["10", "--runtime", &template]);
+    assert_eq!(code, 1, "{json:#}");
+    let failed: Vec<String> = statuses(&json)
+        .into_iter()
+        .filter(|(_, s)| s == "fail")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        failed,
+        ["10.id-range", "10.root-unmapped", "10.volume-owner"],
+        "{json:#}"
+    );
+    assert_eq!(check(&json, "10.userns")["status"], "pass");
+    assert!(check(&json, "10.id-range")["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("uid 1 is not mapped")));
 }
 
 /// Whether the host's / is a shared mount.
@@ -338,7 +405,7 @@ fn runc_passes_through_04_and_is_graded_for_what_it_does() {
     if !root(test) || !installed(test, "runc") {
         return;
     }
-    let (code, json) = check_json(&["9", "--runtime", "runc"]);
+    let (code, json) = check_json(&["10", "--runtime", "runc"]);
     if !ran_here(test, &json) {
         return;
     }
@@ -353,19 +420,24 @@ fn runc_passes_through_04_and_is_graded_for_what_it_does() {
             "09.seccomp",
         ]
         .contains(&id.as_str())
-            || id.starts_with("07.");
+            || id.starts_with("07.")
+            // The checker's bundle, docker's default, has no user namespace.
+            || id.starts_with("10.");
         let want = if not_applicable { "skip" } else { "pass" };
         assert_eq!(status, want, "{id}: {}", check(&json, id)["detail"]);
     }
     assert!(check(&json, "07.logs")["detail"]
         .as_str()
         .is_some_and(|d| d.starts_with("not applicable to runc")));
+    assert!(check(&json, "10.userns")["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("no user namespace")));
     let out = checker()
-        .args(["9", "--runtime", "runc"])
+        .args(["10", "--runtime", "runc"])
         .output()
         .expect("run");
     snapshot(
-        "runc_at_stage_09",
+        "runc_at_stage_10",
         &redact(&String::from_utf8_lossy(&out.stdout)),
     );
 }
@@ -495,7 +567,7 @@ fn json_and_junit_outputs_are_valid() {
 #[test]
 fn usage_errors_exit_2() {
     for args in [
-        vec!["10"],
+        vec!["11"],
         vec!["0"],
         vec!["four"],
         vec!["4", "--runtime", "nosuchpreset"],
@@ -503,7 +575,7 @@ fn usage_errors_exit_2() {
         vec!["4", "--runtime", "rt run {rootfs}"],
         vec!["4", "--runtime", "rt run {cmd}"],
         vec!["4", "--runtime", "rt 'unclosed {cmd}"],
-        vec!["4", "--runtime", "minibox:10"],
+        vec!["4", "--runtime", "minibox:11"],
     ] {
         checker().args(&args).assert().code(2);
     }
@@ -555,7 +627,7 @@ fn the_book_names_every_check() {
     for snapshot in [
         "minibox_04_at_stage_05",
         "matrix",
-        "runc_at_stage_09",
+        "runc_at_stage_10",
         "bwrap_at_stage_09",
     ] {
         assert!(

@@ -165,7 +165,7 @@ fn script_for(page: &str, commands: &[BookCommand]) -> String {
     // Whatever the page started, it must also have removed.
     script.push_str(
         "cd \"$__top\"\n\
-         for __bin in target/debug/07-full target/debug/08-network target/debug/09-hardening; do\n\
+         for __bin in target/debug/07-full target/debug/08-network target/debug/09-hardening target/debug/10-rootless; do\n\
          \x20   [ -x \"$__bin\" ] || continue\n\
          \x20   __left=$(\"$__bin\" ps -aq 2>/dev/null)\n\
          \x20   if [ -n \"$__left\" ]; then\n\
