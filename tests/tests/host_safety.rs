@@ -511,9 +511,20 @@ fn an_image_in_use_cannot_be_removed() {
     ok(&[
         "run", "-d", "--trace", "off", "--name", &c, &image, "sleep", "1000",
     ]);
-    failed(
-        &["image", "rm", &image],
-        &format!("is used by container {}", &*c),
+    let out = cli(&["image", "rm", &image]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "image rm of an image in use: {}{}\nps -a:\n{}\nimages:\n{}",
+        stdout(&out),
+        stderr(&out),
+        stdout(&cli(&["ps", "-a", "--no-trunc"])),
+        stdout(&cli(&["images"])),
+    );
+    assert!(
+        stderr(&out).contains(&format!("is used by container {}", &*c)),
+        "{}",
+        stderr(&out)
     );
     ok(&["stop", "-t", "0", &c]);
     // A stopped container still rests on it.

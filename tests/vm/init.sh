@@ -70,6 +70,10 @@ hostname minibox-vm
 printf 'root:x:0:0:root:/root:/bin/sh\n' > /etc/passwd
 printf 'root:x:0:\n' > /etc/group
 printf 'nameserver 192.0.2.53\n' > /etc/resolv.conf
+# Empty, as on a machine with no subordinate ids yet: stage 10's rootless
+# tests bind their own over them in a private mount namespace.
+: > /etc/subuid
+: > /etc/subgid
 
 if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
     cgroups="cgroup2 with $(cat /sys/fs/cgroup/cgroup.controllers)"
