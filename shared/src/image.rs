@@ -416,7 +416,7 @@ pub fn tag(source: &str, target: &str) -> Result<()> {
 }
 
 /// Bytes of the regular files under `dir` (symlinks not followed).
-fn disk_usage(dir: &Path) -> u64 {
+pub(crate) fn disk_usage(dir: &Path) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };

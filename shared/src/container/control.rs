@@ -192,20 +192,7 @@ pub fn prune(extensions: &[&dyn Extension]) -> Result<(Vec<String>, u64)> {
     Ok((removed, bytes))
 }
 
-/// Bytes of the regular files under `dir` (symlinks not followed).
-pub(crate) fn disk_usage(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => disk_usage(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
-}
+pub(crate) use crate::image::disk_usage;
 
 /// docker's sizes: `1.5MiB`, `64MiB`, `0B` (go-units' BytesSize).
 pub fn human_size(bytes: u64) -> String {
