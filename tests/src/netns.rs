@@ -39,7 +39,16 @@ upstream() {
     printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n' > "$SANDBOX/web/cgi-bin/ip"
     chmod +x "$SANDBOX/web/cgi-bin/ip"
     nsenter --net=/proc/$UPSTREAM/ns/net "$BB" httpd -p 192.0.2.2:80 -h "$SANDBOX/web"
-    trap 'kill $UPSTREAM 2>/dev/null' EXIT
+    UPSTREAM_NS=$(readlink /proc/$UPSTREAM/ns/net)
+    trap 'stop_upstream' EXIT
+}
+# Everything in the upstream namespace: its sleep, and the httpd that
+# daemonized itself there (busybox httpd forks to the background).
+stop_upstream() {
+    for pid in /proc/[0-9]*; do
+        [ "$(readlink "$pid/ns/net" 2>/dev/null)" = "$UPSTREAM_NS" ] && kill "${pid#/proc/}" 2>/dev/null
+    done
+    return 0
 }
 net_state() {
     ip -j link | sed 's/"ifindex":[0-9]*,//g'
