@@ -33,20 +33,23 @@ pub struct StdioOptions {
     #[arg(short, long)]
     pub interactive: bool,
 
-    /// Give the container this terminal (needs a terminal on stdin)
+    /// A terminal for the container (stage 07 on: a pseudo-terminal of its
+    /// own; before: the caller's). With -i it needs a terminal on stdin
     #[arg(short, long)]
     pub tty: bool,
 }
 
 impl StdioOptions {
-    /// What the container's stdin is; `-t` without a terminal is refused up front.
+    /// What the container's stdin is: the caller's with `-i`, else
+    /// `/dev/null` (docker's rule, `-t` alone included). `-it` without a
+    /// terminal on stdin is refused up front, as docker refuses it.
     pub fn stdin(&self) -> Result<Stdin, Error> {
-        if self.tty && !std::io::stdin().is_terminal() {
+        if self.tty && self.interactive && !std::io::stdin().is_terminal() {
             return Err(Error::Usage(
-                "-t needs a terminal on stdin (drop -t when piping)".into(),
+                "-it: the input device is not a TTY (drop -t when piping)".into(),
             ));
         }
-        Ok(if self.interactive || self.tty {
+        Ok(if self.interactive {
             Stdin::Inherit
         } else {
             Stdin::Null
@@ -222,6 +225,9 @@ pub struct ContainerOptions {
     /// Run in the background: print the container id and return
     #[arg(short, long)]
     pub detach: bool,
+    /// `-t`, copied from the run options by [`ContainerOptions::check`].
+    #[arg(skip)]
+    pub terminal: bool,
     /// A name for the container [default: its id]
     #[arg(long, value_parser = state::parse_name)]
     pub name: Option<String>,
@@ -330,15 +336,18 @@ impl ContainerOptions {
         config.ulimits = self.ulimits.clone();
         config.init = self.init;
         config.user = self.user;
+        config.terminal = self.terminal;
     }
 
-    /// `-d` runs in the background: it does not mix with `-i` or `-t`.
-    pub fn check(&self, run: &RunOptions) -> Result<(), Error> {
-        if self.detach && (run.stdio.tty || run.stdio.interactive) {
+    /// `-d` runs in the background: nobody is there to type (`-i`); with
+    /// `-t` its terminal's output goes to the log.
+    pub fn check(&mut self, run: &RunOptions) -> Result<(), Error> {
+        if self.detach && run.stdio.interactive {
             return Err(Error::Usage(
-                "-d runs in the background: it does not mix with -i or -t".into(),
+                "-d runs in the background: it does not mix with -i".into(),
             ));
         }
+        self.terminal = run.stdio.tty;
         Ok(())
     }
 }

@@ -86,6 +86,9 @@ pub struct InitConfig {
     /// 07: `-u UID[:GID]` (stages 07 and 08; stage 09 has its own, with names).
     #[serde(default)]
     pub user: Option<(u32, u32)>,
+    /// 07: `-t`: init opens a terminal of the container's own.
+    #[serde(default)]
+    pub terminal: bool,
 }
 
 /// Where a container's overlay lives (see [`crate::layer`]).

@@ -34,6 +34,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod id;

@@ -14,7 +14,7 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-fn traced_mount(
+pub(crate) fn traced_mount(
     source: Option<&str>,
     target: &str,
     fstype: Option<&str>,

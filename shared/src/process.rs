@@ -138,6 +138,14 @@ pub struct InitProcess {
     pub pid: Pid,
     channel: Channel,
     reaped: bool,
+    /// `-t`, stage 07 on: the master of the container's terminal, which
+    /// init sends over the sync socket (see [`crate::console`]).
+    console: Option<OwnedFd>,
+    /// Where the terminal's output goes: the log with `-d` (the fd init
+    /// was given as its stdout), else run's stdout.
+    console_output: Option<OwnedFd>,
+    /// `-i`: the caller's stdin feeds the terminal.
+    console_input: bool,
 }
 
 /// Clone init into new namespaces and exec `/proc/self/exe init` in it.
@@ -198,10 +206,22 @@ fn spawn(spec: Spawn<'_>) -> Result<InitProcess> {
     };
     INIT_PID.store(pid.as_raw(), Ordering::SeqCst);
     trace::init_started(pid.as_raw());
+    // With a terminal of its own, the container's output comes back through
+    // run: to where init's stdout would have gone (the log, with -d).
+    let console_output = match spec.pass_fds.iter().find(|(_, target)| *target == 1) {
+        Some((fd, _)) if spec.terminal => Some(
+            fd.try_clone_to_owned()
+                .map_err(|e| Error::io("dup the log for the terminal's output", e))?,
+        ),
+        _ => None,
+    };
     let init = InitProcess {
         pid,
         channel: run_end,
         reaped: false,
+        console: None,
+        console_output,
+        console_input: spec.stdin == Stdin::Inherit,
     };
     // A signal that came while we cloned found no pid to kill yet.
     checkpoint()?;
@@ -466,9 +486,26 @@ impl InitProcess {
     /// (after init has been reaped) with the exit code init chose.
     pub fn wait_for_exec(&mut self) -> Result<()> {
         let mut failure = None;
-        while let Some(msg) = self.channel.recv()? {
+        loop {
+            let (msg, passed) = self.channel.recv_with_fd()?;
+            let Some(msg) = msg else { break };
             match msg {
                 Msg::Event(event) => trace::record(event),
+                Msg::Console => {
+                    let master = passed.ok_or_else(|| {
+                        Error::Protocol("init sent Console without a terminal".into())
+                    })?;
+                    trace::note(
+                        format!("recvmsg(fd {}) Console", self.channel.as_raw_fd()),
+                        Some(format!("terminal master fd {}", master.as_raw_fd())),
+                    );
+                    // The container's terminal turns Ctrl-C into SIGINT for
+                    // its own foreground job: a SIGINT that reaches run
+                    // came from elsewhere, and is forwarded like any other.
+                    TERMINAL.store(false, Ordering::SeqCst);
+                    crate::console::set_initial_window_size(master.as_fd(), self.console_input);
+                    self.console = Some(master);
+                }
                 Msg::ReadyToExec => {
                     trace::flush();
                     // The last moment a Ctrl-C means "do not start". From
@@ -504,8 +541,20 @@ impl InitProcess {
         self.channel.send(&Msg::Go)
     }
 
-    /// Wait for the container to end, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT.
+    /// Wait for the container to end, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT
+    /// (and, with `-t`, relaying its terminal until then).
     pub fn wait(mut self) -> Result<Exit> {
+        if let Some(master) = self.console.take() {
+            let output = self.console_output.take();
+            let relay = crate::console::Relay {
+                master,
+                input: self.console_input.then_some(0),
+                output: output.as_ref().map_or(1, |fd| fd.as_raw_fd()),
+            };
+            let pid = self.pid;
+            let done = PidFd::of_child(pid)?;
+            relay.run(done.as_fd(), || report_forwarded_signal(pid))?;
+        }
         self.reap()
     }
 
@@ -821,6 +870,19 @@ pub fn fork_exec(
 }
 
 impl ExecChild {
+    /// `exec -t`: relay between the caller's terminal and the child's until
+    /// the child ends, then reap it.
+    pub fn wait_relaying(self, master: OwnedFd, input: bool) -> Result<Exit> {
+        let done = PidFd::of_child(self.pid)?;
+        crate::console::Relay {
+            master,
+            input: input.then_some(0),
+            output: 1,
+        }
+        .run(done.as_fd(), || {})?;
+        self.wait()
+    }
+
     pub fn wait(self) -> Result<Exit> {
         loop {
             match waitpid(self.pid, None) {
@@ -953,6 +1015,12 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
 /// process by PID reuse.
 pub struct PidFd(OwnedFd);
 
+impl AsFd for PidFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 impl PidFd {
     /// Open a pidfd for the stamped process, and only then check the stamp:
     /// if it still matches, the pidfd refers to that process.
@@ -970,6 +1038,18 @@ impl PidFd {
             return Ok(None); // a different process now has that pid
         }
         Ok(Some(pidfd))
+    }
+
+    /// A pidfd for our own child: until we reap it, its pid cannot be
+    /// reused, so no stamp is needed. Readable once the child has ended.
+    pub fn of_child(pid: Pid) -> Result<PidFd> {
+        // SAFETY: pidfd_open takes a pid and flags, no memory.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+        let fd = trace::step_shows(format!("pidfd_open({pid}, 0)"), Errno::result(fd), |fd| {
+            Some(format!("fd {fd}"))
+        })?;
+        // SAFETY: the kernel just gave us this fd.
+        Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
     }
 
     pub fn signal(&self, signal: Signal) -> Result<()> {

@@ -12,6 +12,7 @@
 //! init → run   Event(..)             one per traced step
 //! init → run   ReadyToExec           everything is set up; may I exec?
 //! run  → init  Go                    yes (run has drawn the trace, placed the cgroup, …)
+//! init → run   Console + fd          stage 07 on, `-t`: the terminal's master (SCM_RIGHTS)
 //! init → run   Failed{message,code}  a step failed; init exits with `code`
 //!                 <EOF>              execve succeeded (or init died)
 //! ```
@@ -54,6 +55,9 @@ pub enum Msg {
     Grandchild {
         host_pid: i32,
     },
+    /// init → run, with `-t` (stage 07 on): the master side of the
+    /// container's terminal travels with this message (SCM_RIGHTS).
+    Console,
     Failed {
         message: String,
         exit_code: u8,
@@ -106,28 +110,12 @@ impl Channel {
     /// Send `msg` with `fd` attached (SCM_RIGHTS): the receiver gets its own
     /// fd for the same open file — here, a mount no path leads to.
     pub fn send_with_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> Result<()> {
-        let bytes =
-            serde_json::to_vec(msg).map_err(|e| Error::Protocol(format!("encode message: {e}")))?;
-        let fds = [fd.as_raw_fd()];
-        let cmsg = [socket::ControlMessage::ScmRights(&fds)];
-        let iov = [std::io::IoSlice::new(&bytes)];
-        let step = format!(
-            "sendmsg(fd {}, SCM_RIGHTS [fd {}])",
-            self.fd.as_raw_fd(),
-            fds[0]
-        );
-        loop {
-            match socket::sendmsg::<()>(
-                self.fd.as_raw_fd(),
-                &iov,
-                &cmsg,
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            ) {
-                Err(Errno::EINTR) => continue,
-                result => return trace::step(step, result.map(drop)),
-            }
-        }
+        send_with_fd_on(self.fd.as_raw_fd(), msg, fd)
+    }
+
+    /// The next message and the fd it carries, if any (`None` at EOF).
+    pub fn recv_with_fd(&self) -> Result<(Option<Msg>, Option<OwnedFd>)> {
+        recv_with_fd_on(self.fd.as_raw_fd())
     }
 
     /// Send init its config as one or more `Config` messages.
@@ -387,11 +375,39 @@ pub fn recv_from_run() -> Result<Option<Msg>> {
 /// The next message from run, and the fd it carries, if any
 /// ([`Channel::send_with_fd`]).
 pub fn recv_from_run_with_fd() -> Result<(Option<Msg>, Option<OwnedFd>)> {
-    use std::os::fd::FromRawFd;
     let fd = RUN_LINK_FD.load(Ordering::SeqCst);
     if fd < 0 {
         return Err(Error::Protocol("not connected to run".into()));
     }
+    recv_with_fd_on(fd)
+}
+
+/// Send `msg` to run with `passed` attached (init's terminal, `-t`).
+pub fn send_to_run_with_fd(msg: &Msg, passed: BorrowedFd<'_>) -> Result<()> {
+    let fd = RUN_LINK_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        return Err(Error::Protocol("not connected to run".into()));
+    }
+    send_with_fd_on(fd, msg, passed)
+}
+
+fn send_with_fd_on(fd: RawFd, msg: &Msg, passed: BorrowedFd<'_>) -> Result<()> {
+    let bytes =
+        serde_json::to_vec(msg).map_err(|e| Error::Protocol(format!("encode message: {e}")))?;
+    let fds = [passed.as_raw_fd()];
+    let cmsg = [socket::ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(&bytes)];
+    let step = format!("sendmsg(fd {fd}, SCM_RIGHTS [fd {}])", fds[0]);
+    loop {
+        match socket::sendmsg::<()>(fd, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(Errno::EINTR) => continue,
+            result => return trace::step(step, result.map(drop)),
+        }
+    }
+}
+
+fn recv_with_fd_on(fd: RawFd) -> Result<(Option<Msg>, Option<OwnedFd>)> {
+    use std::os::fd::FromRawFd;
     let mut buf = vec![0u8; MAX_MSG];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let (n, passed) = loop {
@@ -424,7 +440,7 @@ pub fn recv_from_run_with_fd() -> Result<(Option<Msg>, Option<OwnedFd>)> {
         return Ok((None, passed));
     }
     let msg = serde_json::from_slice(&buf[..n])
-        .map_err(|e| Error::Protocol(format!("bad message from run: {e}")))?;
+        .map_err(|e| Error::Protocol(format!("bad message from the other side: {e}")))?;
     Ok((Some(msg), passed))
 }
 

@@ -14,7 +14,7 @@ fn one_line(text: &[u8]) -> String {
 #[case::no_command(&["run"], "required arguments were not provided")]
 #[case::bad_trace_mode(&["run", "--trace", "loud", "true"], "invalid value 'loud'")]
 #[case::bad_hostname(&["run", "--hostname", "no spaces", "true"], "invalid --hostname")]
-#[case::tty_without_terminal(&["run", "-t", "true"], "-t needs a terminal")]
+#[case::tty_without_terminal(&["run", "-it", "true"], "the input device is not a TTY")]
 fn usage_errors(stage: &str, #[case] args: &[&str], #[case] message: &str) {
     let before = host_mountinfo();
     let out = stage_command(stage)

@@ -13,14 +13,20 @@
 //! binary again from a read-only mount ([`crate::security::sealed`]), is
 //! non-dumpable while it is inside, and its child drops capabilities, sets
 //! `no_new_privs` and loads the container's seccomp filter before exec.
+//!
+//! `-t` gives the process a terminal of its own from the container's devpts
+//! (opened after `setns` into its mount namespace), as `run -t` does for
+//! init: the child makes it its controlling terminal, and `exec` relays
+//! between it and the caller's terminal (see [`crate::console`]).
 
 use super::state::{self, Condition};
 use crate::cgroups::{Cgroup, Hierarchy};
 use crate::error::{Error, Result};
 use crate::process::{self, Exit, Stdin};
 use crate::security::{self, sealed, users, Hardening};
-use crate::{command, namespaces, trace};
+use crate::{command, console, namespaces, trace};
 use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 
 /// What `exec` was asked.
@@ -28,6 +34,8 @@ pub struct ExecRequest {
     pub container: String,
     pub command: Vec<OsString>,
     pub stdin: Stdin,
+    /// `-t`: a terminal of the container's own.
+    pub terminal: bool,
     /// `-e`: added to the container's own environment (docker's rule).
     pub env: Vec<String>,
     /// `-w`: the working directory inside the container [default: /].
@@ -88,12 +96,23 @@ pub fn exec(request: ExecRequest) -> Result<Exit> {
     let user = request
         .user
         .or_else(|| hardening.as_ref().and_then(|h| h.user.clone()));
+    // We are in the container's mount namespace: this is its /dev/ptmx.
+    let pty = request.terminal.then(console::open_pty).transpose()?;
+    if let Some(pty) = &pty {
+        console::set_initial_window_size(pty.master.as_fd(), request.stdin == Stdin::Inherit);
+    }
+    let slave = pty.as_ref().map(|pty| pty.slave.as_raw_fd());
     let child = process::fork_exec(
         program.as_os_str(),
         &request.command,
         &env,
         request.stdin,
         move || {
+            if let Some(slave) = slave {
+                // SAFETY: the slave is open in this (forked) process until
+                // close_fds_from below; 0, 1 and 2 keep the terminal.
+                console::become_session_leader(unsafe { BorrowedFd::borrow_raw(slave) })?;
+            }
             // Really close what we inherited, before changing directory: no
             // fd can then be named as `-w /proc/self/fd/N`.
             process::close_fds_from(3)?;
@@ -112,5 +131,12 @@ pub fn exec(request: ExecRequest) -> Result<Exit> {
             }
         },
     )?;
-    child.wait()
+    match pty {
+        Some(pty) => {
+            // Only the child may hold the slave: the terminal ends with it.
+            drop(pty.slave);
+            child.wait_relaying(pty.master, request.stdin == Stdin::Inherit)
+        }
+        None => child.wait(),
+    }
 }

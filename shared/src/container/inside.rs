@@ -261,6 +261,11 @@ fn make_dirs(dir: &Path) -> Result<()> {
 /// init, in the new root: `--tmpfs`, `--ulimit`, `-w`, then `-u` (last:
 /// the rest needs root), and `--init` for the exec to come.
 pub fn prepare(config: &InitConfig) -> Result<()> {
+    // -t: the container's own terminal, before anything changes the user
+    // (opening it and binding /dev/console take root).
+    if config.terminal {
+        crate::console::attach_init()?;
+    }
     for tmpfs in &config.tmpfs {
         tmpfs.mount()?;
     }

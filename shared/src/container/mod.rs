@@ -510,6 +510,7 @@ impl Verb {
                     container: args.container,
                     command: args.command,
                     stdin,
+                    terminal: args.stdio.tty,
                     env: args.env,
                     workdir: args.workdir,
                     user,

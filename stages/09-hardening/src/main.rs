@@ -75,7 +75,7 @@ fn main() -> ExitCode {
 }
 
 /// The parent, on the host: start init in new namespaces, wait for it.
-fn run(args: RunArgs) -> Result<Exit> {
+fn run(mut args: RunArgs) -> Result<Exit> {
     trace::start(args.options.trace);
     args.container.hide_values()?;
     process::catch_signals();
