@@ -185,6 +185,8 @@ $B network create clash --subnet 10.124.0.0/16 2>"$SANDBOX/err"; echo "overlap_r
 $B run -d --name api --network backend busybox sleep 1000 >/dev/null
 echo "addr=$($B exec api sh -c "ip -4 -o addr show eth0 | awk '{print \$4}'")"
 $B network rm backend 2>"$SANDBOX/err"; echo "busy_rc=$?"; echo "busy=$(cat "$SANDBOX/err")"
+$B network rm nosuch 2>/dev/null; echo "unknown_rc=$?"
+$B network create 'bad name' --subnet 10.125.0.0/24 2>/dev/null; echo "bad_name_rc=$?"
 echo "ls=$($B network ls | tr -s ' ' | tr '\n' ';')"
 $B rm -f api >/dev/null
 $B network rm backend
@@ -192,13 +194,16 @@ $B cleanup >/dev/null
 [ "$(net_state)" = "$BEFORE" ] && echo "state=restored" || echo "state=changed"
 "#,
     );
-    assert_eq!(field(&out, "overlap_rc"), "125");
+    // docker's rule: an action that failed is 1, a bad value 125.
+    assert_eq!(field(&out, "overlap_rc"), "1");
     assert_eq!(
         field(&out, "overlap"),
         "08-network: subnet 10.124.0.0/16 overlaps network backend (10.124.0.0/24)"
     );
     assert_eq!(field(&out, "addr"), "10.124.0.2/24");
-    assert_eq!(field(&out, "busy_rc"), "125");
+    assert_eq!(field(&out, "busy_rc"), "1");
+    assert_eq!(field(&out, "unknown_rc"), "1");
+    assert_eq!(field(&out, "bad_name_rc"), "125");
     assert!(
         field(&out, "busy").contains("is in use by container api"),
         "{out}"

@@ -564,7 +564,7 @@ impl Verb {
     pub fn execute(self) -> Result<crate::process::Exit> {
         match self {
             Verb::Network(command) => command.execute()?,
-            Verb::Port { container } => print!("{}", port(&container)?),
+            Verb::Port { container } => print!("{}", port(&container).map_err(Error::failed)?),
         }
         Ok(crate::process::Exit::Code(0))
     }
@@ -590,16 +590,21 @@ pub enum NetworkCommand {
 }
 
 impl NetworkCommand {
+    /// docker's exit codes: a bad name or subnet is a command line it
+    /// rejects before acting (125); a network that exists, overlaps, is
+    /// unknown or in use is an action that failed (1).
     pub fn execute(self) -> Result<()> {
         match self {
             NetworkCommand::Create { name, subnet } => {
-                let def = create(&name, &subnet)?;
+                validate_name(&name)?;
+                Subnet::parse(&subnet).map_err(Error::Usage)?;
+                let def = create(&name, &subnet).map_err(Error::failed)?;
                 println!("{} ({}, bridge {})", def.name, def.subnet, def.bridge);
             }
             NetworkCommand::Ls => print!("{}", list()?),
             NetworkCommand::Rm { names } => {
                 for name in names {
-                    remove(&name)?;
+                    remove(&name).map_err(Error::failed)?;
                     println!("{name}");
                 }
             }
