@@ -1542,6 +1542,49 @@ fn cp_works_on_a_stopped_containers_layer() {
     assert!(!minibox_tests::host_mountinfo().contains(&id));
 }
 
+/// docker's `cp` sees a stopped container's volumes: a file copied to a
+/// path under `-v HOST:/data` lands in HOST, and one the container wrote
+/// there is copied out of it — not out of (or into) the layer beneath.
+#[test]
+fn cp_of_a_stopped_container_goes_through_its_volumes() {
+    require_root!();
+    let c = name("stoppedvol");
+    let volume = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/data", volume.path().display());
+    let out = cli(&[
+        "run",
+        "--trace",
+        "off",
+        "--name",
+        &c,
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo written > /data/out",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let host = tempfile::tempdir().unwrap();
+    let given = host.path().join("given");
+    std::fs::write(&given, "given\n").unwrap();
+    ok(&["cp", given.to_str().unwrap(), &format!("{}:/data/", &*c)]);
+    assert_eq!(
+        std::fs::read_to_string(volume.path().join("given")).unwrap(),
+        "given\n",
+        "cp into a stopped container's volume must land in the volume"
+    );
+    let copied = host.path().join("out");
+    ok(&[
+        "cp",
+        &format!("{}:/data/out", &*c),
+        copied.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&copied).unwrap(), "written\n");
+    let id = inspect(&c)["Id"].as_str().unwrap().to_string();
+    assert!(!minibox_tests::host_mountinfo().contains(&id));
+}
+
 /// `export` writes the container's filesystem as a tar archive, to stdout
 /// or `-o FILE`: the image with the container's changes (a file it made
 /// is there, one it deleted is not), without its volumes, as docker's.

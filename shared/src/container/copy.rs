@@ -6,8 +6,8 @@
 //! links). So nothing here resolves a container path as a host path:
 //! * the container's root is an fd: `/proc/PID/root` of a running
 //!   container (its volumes and tmpfs mounts included, as docker's `cp`
-//!   sees them), or, for a stopped one, an overlay view of its layer
-//!   mounted in a private mount namespace of this process;
+//!   sees them), or, for a stopped one, an overlay view of its layer with
+//!   its volumes bound on it, in a private mount namespace of this process;
 //! * every path inside is opened relative to that fd with
 //!   `openat2(RESOLVE_IN_ROOT)`: the kernel treats the fd as `/` for `..`
 //!   and for every symlink, absolute ones included, even if the container
@@ -231,6 +231,18 @@ impl ContainerRoot {
                     return Err(Error::StillStarting(container.name));
                 };
                 let view = LayerView::mount(&container, writable)?;
+                // docker's `cp` sees a stopped container's volumes too: a
+                // path under `-v HOST:/data` is the volume's, not the
+                // layer's. Bound in this process's private mount namespace
+                // (the view's), so they are gone when `cp` is.
+                for mount in container.mounts.iter().filter(|m| m.kind == "bind") {
+                    crate::volumes::Volume {
+                        host: PathBuf::from(&mount.source),
+                        container: PathBuf::from(&mount.destination),
+                        read_only: !mount.read_write,
+                    }
+                    .mount(view.path())?;
+                }
                 Ok(ContainerRoot {
                     fd: open_path(libc::AT_FDCWD, view.path(), OFlag::O_DIRECTORY)?,
                     _view: Some(view),
