@@ -606,6 +606,55 @@ fn pause_freezes_and_unpause_thaws() {
     fails(&["pause", &c], 1, "is not running");
 }
 
+/// An OOM kill reads as docker shows it: `Exited (137)` in `ps`,
+/// `OOMKilled: true` in `inspect`; a container whose command exits 137
+/// of its own accord is not marked.
+#[test]
+fn an_oom_kill_is_recorded_as_docker_records_it() {
+    require_root!();
+    let hog = name("oomed");
+    let out = cli(&[
+        "run",
+        "--trace",
+        "off",
+        "--name",
+        &hog,
+        "-m",
+        "32m",
+        "busybox",
+        "stress",
+        "--vm",
+        "1",
+        "--vm-bytes",
+        "200M",
+        "--vm-keep",
+        "--timeout",
+        "60",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    let state = &inspect(&hog)["State"];
+    assert_eq!(state["OOMKilled"], true, "{state}");
+    assert_eq!(state["ExitCode"], 137, "{state}");
+    assert!(ps_row(&hog).unwrap().contains("Exited (137)"));
+
+    let killed = name("selfkilled");
+    let out = cli(&[
+        "run",
+        "--trace",
+        "off",
+        "--name",
+        &killed,
+        "-m",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 137",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(inspect(&killed)["State"]["OOMKilled"], false);
+}
+
 /// `stats --no-stream` prints one table from the container's cgroup: a
 /// busy container's CPU %, its memory against its `-m` limit, its PIDs.
 #[test]

@@ -167,7 +167,11 @@ impl ContainerState {
         self.adopt_changes();
         self.paused = false;
         self.status = Status::Exited;
-        self.exit_code = Some(exit.code().into());
+        // An OOM kill is 137, whatever the command's survivors made of it
+        // (on v1 the kernel kills one process, and its parent may exit 1):
+        // the code `run` exits with, and what docker's ps shows.
+        let code = if oom_killed { 137 } else { exit.code() };
+        self.exit_code = Some(code.into());
         self.finished = Some(state::now());
         self.oom_killed = oom_killed;
         if self.auto_remove {
@@ -179,7 +183,7 @@ impl ContainerState {
                 .create(true)
                 .append(true)
                 .open(&path)
-                .and_then(|mut file| writeln!(file, "{}", exit.code()));
+                .and_then(|mut file| writeln!(file, "{code}"));
             if let Err(e) = written {
                 crate::trace::failed(
                     format!("write {}", path.display()),
