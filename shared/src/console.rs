@@ -153,6 +153,27 @@ pub fn attach_init() -> Result<()> {
     // `pty.slave` is closed here; 0, 1 and 2 keep the terminal.
 }
 
+/// `-u` with `-t`: the terminal goes to the user the command runs as (runc
+/// does the same), so a program that opens it again by name (`su`, a
+/// password prompt) may. Only a terminal of the container's own devpts:
+/// with `-i` alone, stdin may be the caller's terminal on the host, which
+/// is not the container's to give away. A refusal (`--cap-drop CHOWN`) is
+/// shown and does not stop the start: the open fds work all the same.
+pub fn hand_over(uid: u32) {
+    let (Ok(stdin), Ok(devpts)) = (nix::sys::stat::fstat(0), nix::sys::stat::stat("/dev/pts"))
+    else {
+        return;
+    };
+    let is_char = stdin.st_mode & libc::S_IFMT == libc::S_IFCHR;
+    if uid == 0 || !is_char || stdin.st_dev != devpts.st_dev || stdin.st_uid == uid {
+        return;
+    }
+    let _ = trace::step(
+        format!("fchown(0, {uid}, -1)"),
+        nix::unistd::fchown(0, Some(nix::unistd::Uid::from_raw(uid)), None),
+    );
+}
+
 // ---------------------------------------------------------------- relay
 
 static WINDOW_CHANGED: AtomicBool = AtomicBool::new(false);

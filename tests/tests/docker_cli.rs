@@ -639,17 +639,7 @@ fn an_oom_kill_is_recorded_as_docker_records_it() {
 
     let killed = name("selfkilled");
     let out = cli(&[
-        "run",
-        "--trace",
-        "off",
-        "--name",
-        &killed,
-        "-m",
-        "32m",
-        "busybox",
-        "sh",
-        "-c",
-        "exit 137",
+        "run", "--trace", "off", "--name", &killed, "-m", "32m", "busybox", "sh", "-c", "exit 137",
     ]);
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
     assert_eq!(inspect(&killed)["State"]["OOMKilled"], false);

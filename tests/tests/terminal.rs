@@ -266,3 +266,30 @@ fn exec_t_gets_a_terminal_of_the_containers_own() {
     assert!(seen.contains(&"40 77".into()), "{seen:?}");
     assert!(seen.contains(&"own-devpts".into()), "{seen:?}");
 }
+
+/// `-u` with `-t`: the terminal is the user's, as runc makes it; with `-i`
+/// alone the caller's own terminal on the host is left as it was.
+#[rstest]
+fn the_terminal_belongs_to_the_containers_user(#[values("07-full", "09-hardening")] stage: &str) {
+    require_root!();
+    let inside = run_line(
+        stage,
+        &[
+            "-t",
+            "-u",
+            "1000:1000",
+            "sh",
+            "-c",
+            "stat -c owner=%u $(tty)",
+        ],
+    );
+    let untouched = run_line(stage, &["-i", "-u", "1000:1000", "true"]);
+    let line = format!("{inside}; {untouched}; stat -c caller=%u $(tty)");
+    let out = on_a_terminal(&line)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let seen = lines(&out.stdout);
+    assert!(seen.contains(&"owner=1000".into()), "{seen:?}");
+    assert!(seen.contains(&"caller=0".into()), "{seen:?}");
+}

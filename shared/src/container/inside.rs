@@ -298,6 +298,7 @@ fn become_user(uid: u32, gid: u32) -> Result<()> {
         format!("setresgid({gid}, {gid}, {gid})"),
         nix::unistd::setresgid(gid, gid, gid),
     )?;
+    crate::console::hand_over(uid);
     let uid = Uid::from_raw(uid);
     trace::step(
         format!("setresuid({uid}, {uid}, {uid})"),

@@ -144,6 +144,7 @@ pub fn become_user(user: &Resolved) -> Result<()> {
         format!("setresgid({gid}, {gid}, {gid})"),
         nix::unistd::setresgid(gid, gid, gid),
     )?;
+    crate::console::hand_over(user.uid);
     let uid = Uid::from_raw(user.uid);
     trace::step(
         format!("setresuid({uid}, {uid}, {uid})"),
