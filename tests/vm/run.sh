@@ -109,7 +109,8 @@ copy() { mkdir -p "$img$(dirname "$1")"; cp -aL "$1" "$img$1"; }
 # --propagation): iproute2's ip, nftables' nft, util-linux's unshare,
 # nsenter and losetup (the escape battery's loop device), bash; setpriv,
 # newuidmap and newgidmap (setuid root, kept so) for stage 10's rootless tests.
-for tool in ip nft unshare nsenter bash losetup setpriv newuidmap newgidmap; do
+# util-linux script: the terminal tests (busybox's has no -e, no exit status).
+for tool in ip nft unshare nsenter bash losetup setpriv newuidmap newgidmap script; do
     real=$(command -v "$tool") || { echo "error: $tool is missing: install it (just setup)" >&2; exit 1; }
     rm -f "$img/bin/$tool" "$img/sbin/$tool"
     cp -L --preserve=mode "$real" "$img/bin/$tool"
