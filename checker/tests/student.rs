@@ -6,8 +6,10 @@
 //! passes.
 //!
 //! Building a copy costs a build of the workspace's dependencies the first
-//! time (into target/student-test, kept between runs) and a rebuild of the
-//! library, one stage and the checker for each stage after that. So by
+//! time (into target/student-test, kept between runs); after that, making
+//! the copy again rewrites only the files whose bytes change, so cargo
+//! rebuilds the library and the stages (about a minute here) when the
+//! stage changes, and nothing when it does not. So by
 //! default one stage is built and graded (02); `MINIBOX_STUDENT_STAGES=all`
 //! (what `just test` sets) or a list such as `MINIBOX_STUDENT_STAGES="3 6"`
 //! grades those. Every stage's stubs are applied without a build in

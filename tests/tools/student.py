@@ -15,7 +15,9 @@ without stage N's idea, so `minibox-check N` fails stage N's checks and
 passes the earlier ones. The stubs exist only in student/ and in the
 copies made from it: the normal build never compiles them.
 
-    student.py N [--dest DIR] [--force]   make the copy
+    student.py N [--dest DIR] [--force]   make the copy (--force: make it
+                                          again over an existing one, its
+                                          target/ and build/ kept)
     student.py --list N                   what stage N's student writes
     student.py --check                    every stub file applies (no copy)
 """
@@ -233,6 +235,37 @@ def copy_tree(dest: Path):
     shutil.copytree(top, dest, ignore=ignore, symlinks=True, copy_function=shutil.copy)
 
 
+def sync_tree(src: Path, dest: Path):
+    """Make `dest` hold exactly `src`'s files, leaving its build output
+    (`target/`, `build/`) alone. A file is rewritten only when its bytes
+    differ, so it gets a fresh modification time exactly when it changed:
+    cargo rebuilds what the new stubs touch and nothing else."""
+    for dirpath, _, filenames in os.walk(src):
+        rel = Path(dirpath).relative_to(src)
+        there = dest / rel
+        if there.exists() and not there.is_dir():
+            there.unlink()
+        there.mkdir(exist_ok=True)
+        for name in filenames:
+            new, old = Path(dirpath) / name, there / name
+            if old.is_file() and old.read_bytes() == new.read_bytes():
+                continue
+            if old.is_dir():
+                shutil.rmtree(old)
+            shutil.copy(new, old)
+    for dirpath, dirnames, filenames in os.walk(dest, topdown=True):
+        rel = Path(dirpath).relative_to(dest)
+        if rel == Path("."):
+            dirnames[:] = [d for d in dirnames if d not in ("target", "build")]
+        for name in list(dirnames):
+            if not (src / rel / name).is_dir():
+                shutil.rmtree(Path(dirpath) / name)
+                dirnames.remove(name)
+        for name in filenames:
+            if not (src / rel / name).is_file():
+                (Path(dirpath) / name).unlink()
+
+
 def install_helper(dest: Path, n: int):
     shutil.copyfile(HELPER, dest / "shared/src/student.rs")
     lib = dest / "shared/src/lib.rs"
@@ -274,17 +307,19 @@ def main():
             print(f"{s.file:28} {s.item:40} chapter {n:02d}, \"{s.section}\"")
         return
     dest = (args.dest or top / f"build/student-{n}").resolve()
-    if dest.exists():
-        if not args.force:
-            sys.exit(f"error: {dest} exists, perhaps with your work in it: build it with `cd {dest} && cargo build --workspace`, or make it again with --force")
-        shutil.rmtree(dest)
+    if dest.exists() and not args.force:
+        sys.exit(f"error: {dest} exists, perhaps with your work in it: build it with `cd {dest} && cargo build --workspace`, or make it again with --force")
     tmp = dest.with_name(dest.name + f".tmp.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         copy_tree(tmp)
         stubs = apply(n, tmp, write=True)
         install_helper(tmp, n)
-        tmp.rename(dest)
+        if dest.exists():
+            # --force: the sources start again; the build output stays.
+            sync_tree(tmp, dest)
+        else:
+            tmp.rename(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"student mode, stage {n:02d}: {dest}")
