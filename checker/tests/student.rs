@@ -149,19 +149,34 @@ fn a_copy_is_never_made_over_a_students_work() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("minibox-student-test-{}", std::process::id()));
-    let dest = dir.join("student-2");
-    std::fs::create_dir_all(&dest).expect("mkdir");
-    std::fs::write(dest.join("mine.rs"), "// my work").expect("write");
-    let out = student_py(&["2", "--dest", &dest.display().to_string()]);
+    // A student's copy (it has the stubs' helper) with their work in it:
+    // refused without --force.
+    let copy = dir.join("student-2");
+    std::fs::create_dir_all(copy.join("shared/src")).expect("mkdir");
+    std::fs::write(copy.join("shared/src/student.rs"), "// the helper").expect("write");
+    std::fs::write(copy.join("mine.rs"), "// my work").expect("write");
+    let refused = student_py(&["2", "--dest", &copy.display().to_string()]);
+    // Any other directory: refused even with --force, which would delete
+    // what the project lacks.
+    let other = dir.join("not-a-copy");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("precious"), "data").expect("write");
+    let forced = student_py(&["2", "--dest", &other.display().to_string(), "--force"]);
+    let kept = copy.join("mine.rs").exists() && other.join("precious").exists();
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
-        out.status.code(),
+        refused.status.code(),
         Some(1),
         "an existing copy must be refused"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
-    let kept = dest.join("mine.rs").exists();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(kept, "the student's file is gone");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    assert_eq!(
+        forced.status.code(),
+        Some(1),
+        "a directory that is not a copy must be refused"
+    );
+    assert!(String::from_utf8_lossy(&forced.stderr).contains("not a student copy"));
+    assert!(kept, "a file that was there before is gone");
 }
 
 /// The stages to build and grade: `MINIBOX_STUDENT_STAGES` (`all`, or

@@ -289,7 +289,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("stage", nargs="?", type=int)
     parser.add_argument("--dest", type=Path)
-    parser.add_argument("--force", action="store_true", help="replace an existing copy (and the work in it)")
+    parser.add_argument("--force", action="store_true", help="make an existing copy's sources again (the work in them is lost; target/ and build/ stay)")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
@@ -307,6 +307,16 @@ def main():
             print(f"{s.file:28} {s.item:40} chapter {n:02d}, \"{s.section}\"")
         return
     dest = (args.dest or top / f"build/student-{n}").resolve()
+    # Never copy the tree into a part of itself that gets copied, and never
+    # let --force "sync" anything but a student copy (it deletes what the
+    # source lacks).
+    inside = dest == top or top.is_relative_to(dest) or (
+        dest.is_relative_to(top) and not any(dest.is_relative_to(top / d) for d in ("build", "target"))
+    )
+    if inside:
+        sys.exit(f"error: {dest}: a copy goes outside the project, or under its build/ or target/")
+    if dest.exists() and not (dest / "shared/src/student.rs").is_file():
+        sys.exit(f"error: {dest} exists and is not a student copy: not touching it")
     if dest.exists() and not args.force:
         sys.exit(f"error: {dest} exists, perhaps with your work in it: build it with `cd {dest} && cargo build --workspace`, or make it again with --force")
     tmp = dest.with_name(dest.name + f".tmp.{os.getpid()}")
