@@ -93,6 +93,16 @@ stage N *ARGS: build
 check N *FLAGS: build
     {{sudo}} target/debug/minibox-check "$@"
 
+# Student mode: a copy of minibox in build/student-N where stage N's new library functions are yours to write (02–07); `--list` shows them, `--force` makes the copy again (your work in it is lost)
+student N *FLAGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    python3 tests/tools/student.py "$@"
+    case " $* " in *" --list "*) exit 0;; esac
+    cd "build/student-{{N}}"
+    cargo build --workspace
+    echo "next: cd build/student-{{N}} && just check {{N}}   (chapter: docs/src/student-mode.md)"
+
 # Show what stage M adds to stage N: the diff of the lessons (main.rs) and the library items M starts using
 diff N M:
     python3 tests/tools/lesson_diff.py {{N}} {{M}}
@@ -119,7 +129,8 @@ test-host: rootfs
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo build --workspace
-    {{sudo}} env "PATH=$PATH" cargo test --workspace
+    @# Student mode's test grades every stage's stubs, not only 02 (docs/src/student-mode.md).
+    {{sudo}} env "PATH=$PATH" MINIBOX_STUDENT_STAGES=all cargo test --workspace
     @# Runs keep their parent cgroup for the next run; the test processes' own go now.
     {{sudo}} find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -depth -type d -name 'minibox-test-*' -exec rmdir {} + 2>/dev/null || true
 
@@ -140,9 +151,10 @@ vm-test *FLAGS: rootfs
 check-vagrant:
     {{sudo}} bash vagrant/check.sh
 
-# Remove what the build made: build/ (rootfs, VM cache) and target/
+# Remove what the build made: build/ (rootfs, VM cache) and target/, but not the student copies build/student-* (your work)
 clean:
-    {{sudo}} rm -rf build target
+    {{sudo}} find build -mindepth 1 -maxdepth 1 ! -name 'student-*' -exec rm -rf {} + 2>/dev/null || true
+    {{sudo}} rm -rf target
 
 # Start-up cost side by side with unshare, bubblewrap and runc; where the time goes; scale.
 # `--quick` only proves the harness works. Writes build/bench/results.{md,json}.
