@@ -178,15 +178,24 @@ pub struct ImageArgs {
 }
 
 impl ImageArgs {
-    /// The image's root filesystem and the command (`sh` if none).
+    /// The image's root filesystem and the command: the image's
+    /// entrypoint (an image loaded with `image load` may have one) followed
+    /// by the arguments, or by the image's default command when there are
+    /// none; `sh` for an image without defaults.
     pub fn image_and_command(&self) -> Result<(PathBuf, Vec<OsString>), Error> {
         let (lower, command) = self.image_and_arguments()?;
-        let command = if command.is_empty() {
-            vec!["sh".into()]
+        let defaults = image::defaults_of(&lower).unwrap_or_default();
+        let os = |v: Vec<String>| v.into_iter().map(OsString::from).collect::<Vec<_>>();
+        let mut full = os(defaults.entrypoint.unwrap_or_default());
+        if command.is_empty() {
+            full.extend(os(defaults.cmd.unwrap_or_default()));
         } else {
-            command
-        };
-        Ok((lower, command))
+            full.extend(command);
+        }
+        if full.is_empty() {
+            full.push("sh".into());
+        }
+        Ok((lower, full))
     }
 
     /// The image's root filesystem and what follows it (maybe nothing).

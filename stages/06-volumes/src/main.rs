@@ -75,7 +75,10 @@ fn run(args: RunArgs) -> Result<Exit> {
     let (image, argv) = args.image.image_and_command()?;
     args.image.prepare_volumes()?;
     let mut config = InitConfig::new(args.options.trace, hostname, argv);
-    config.env = command::container_env(&config.hostname, args.options.terminal());
+    config.env = image::environment(
+        command::container_env(&config.hostname, args.options.terminal()),
+        &image,
+    );
 
     // Whatever on the host carries this id is ours while we hold its lock.
     let _lock = ContainerLock::acquire(&id)?;
