@@ -331,7 +331,11 @@ pub fn extract(reader: impl std::io::Read, dest: &Path, what: &str) -> Result<Im
 /// [`extract`] for a layer of an OCI image over the layers before it:
 /// whiteout entries are left out (`oci` applied them first), and an
 /// entry replaces an existing one of another kind at its path.
-pub(crate) fn extract_layer(reader: impl std::io::Read, dest: &Path, what: &str) -> Result<Imported> {
+pub(crate) fn extract_layer(
+    reader: impl std::io::Read,
+    dest: &Path,
+    what: &str,
+) -> Result<Imported> {
     extract_entries(reader, dest, what, true)
 }
 
@@ -804,8 +808,8 @@ pub fn run_command(command: ImageCommand, used_by: impl Fn(&Path) -> Option<Stri
             crate::oci::save(&image, output.as_deref()).map_err(Error::failed)?
         }
         ImageCommand::Load { input, reference } => {
-            let loaded = crate::oci::load(input.as_deref(), reference.as_deref())
-                .map_err(Error::failed)?;
+            let loaded =
+                crate::oci::load(input.as_deref(), reference.as_deref()).map_err(Error::failed)?;
             match &loaded.name {
                 Some(name) => println!("Loaded image: {}", ImageRef::parse(name)?),
                 None => println!("Loaded image ID: {}", loaded.id),

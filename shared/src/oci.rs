@@ -131,7 +131,9 @@ fn bad(what: &str, why: impl std::fmt::Display) -> Error {
 /// digits: a digest is a file name here, so nothing else may pass).
 fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf> {
     match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+        Some(hex)
+            if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
             Ok(layout.join("blobs/sha256").join(hex))
         }
         _ => Err(Error::Usage(format!(
@@ -162,33 +164,50 @@ fn verify(layout: &Path, d: &Descriptor, what: &str) -> Result<PathBuf> {
     if actual != d.digest {
         return Err(bad(
             what,
-            format!("blob {} does not match its digest (it hashes to {actual})", d.digest),
+            format!(
+                "blob {} does not match its digest (it hashes to {actual})",
+                d.digest
+            ),
         ));
     }
     if size != d.size {
         return Err(bad(
             what,
-            format!("blob {} is {size} bytes, its descriptor says {}", d.digest, d.size),
+            format!(
+                "blob {} is {size} bytes, its descriptor says {}",
+                d.digest, d.size
+            ),
         ));
     }
     Ok(path)
 }
 
 /// A JSON blob, verified and parsed.
-fn read_json<T: serde::de::DeserializeOwned>(layout: &Path, d: &Descriptor, what: &str) -> Result<T> {
+fn read_json<T: serde::de::DeserializeOwned>(
+    layout: &Path,
+    d: &Descriptor,
+    what: &str,
+) -> Result<T> {
     if d.size > MAX_JSON {
-        return Err(bad(what, format!("{} is too big for a JSON document", d.digest)));
+        return Err(bad(
+            what,
+            format!("{} is too big for a JSON document", d.digest),
+        ));
     }
     let path = verify(layout, d, what)?;
     let bytes = fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-    serde_json::from_slice(&bytes).map_err(|e| bad(what, format!("{} is not valid JSON here: {e}", d.digest)))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| bad(what, format!("{} is not valid JSON here: {e}", d.digest)))
 }
 
 fn read_small_file(path: &Path, what: &str) -> Result<Vec<u8>> {
     let file = open_nofollow(path).map_err(|e| {
         bad(
             what,
-            format!("not an OCI image layout ({} is missing: {e})", path.file_name().unwrap_or_default().to_string_lossy()),
+            format!(
+                "not an OCI image layout ({} is missing: {e})",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ),
         )
     })?;
     let mut bytes = Vec::new();
@@ -212,12 +231,16 @@ fn host_architecture() -> &'static str {
 /// index entry. A nested index (a multi-platform image) gives the
 /// manifest for this machine's platform.
 fn manifests(layout: &Path, what: &str) -> Result<Vec<Descriptor>> {
-    let marker: LayoutFile = serde_json::from_slice(&read_small_file(&layout.join("oci-layout"), what)?)
-        .map_err(|e| bad(what, format!("oci-layout is not valid: {e}")))?;
+    let marker: LayoutFile =
+        serde_json::from_slice(&read_small_file(&layout.join("oci-layout"), what)?)
+            .map_err(|e| bad(what, format!("oci-layout is not valid: {e}")))?;
     if marker.image_layout_version != LAYOUT_VERSION {
         return Err(bad(
             what,
-            format!("image layout version {:?} (minibox reads {LAYOUT_VERSION})", marker.image_layout_version),
+            format!(
+                "image layout version {:?} (minibox reads {LAYOUT_VERSION})",
+                marker.image_layout_version
+            ),
         ));
     }
     let index: Index = serde_json::from_slice(&read_small_file(&layout.join("index.json"), what)?)
@@ -284,7 +307,8 @@ pub fn load(input: Option<&Path>, reference: Option<&str>) -> Result<Loaded> {
                 .map_err(|e| Error::io(format!("make a directory in {}", images.display()), e))?;
             match input {
                 Some(file) => {
-                    let f = File::open(file).map_err(|e| Error::io(format!("open {}", file.display()), e))?;
+                    let f = File::open(file)
+                        .map_err(|e| Error::io(format!("open {}", file.display()), e))?;
                     image::extract(BufReader::new(f), unpacked.path(), &what)?;
                 }
                 None => {
@@ -307,7 +331,10 @@ fn load_layout(layout: &Path, reference: Option<&str>, what: &str) -> Result<Loa
     let chosen: Vec<&Descriptor> = match reference {
         Some(r) => all
             .iter()
-            .filter(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(r) || name_of(d).as_deref() == Some(r))
+            .filter(|d| {
+                d.annotations.get(REF_NAME).map(String::as_str) == Some(r)
+                    || name_of(d).as_deref() == Some(r)
+            })
             .collect(),
         None => all.iter().collect(),
     };
@@ -325,21 +352,38 @@ fn load_layout(layout: &Path, reference: Option<&str>, what: &str) -> Result<Loa
         several => {
             let names: Vec<String> = several
                 .iter()
-                .map(|d| d.annotations.get(REF_NAME).cloned().unwrap_or_else(|| d.digest.clone()))
+                .map(|d| {
+                    d.annotations
+                        .get(REF_NAME)
+                        .cloned()
+                        .unwrap_or_else(|| d.digest.clone())
+                })
                 .collect();
             return Err(bad(
                 what,
-                format!("it holds {} images ({}): pick one with --ref NAME", several.len(), names.join(", ")),
+                format!(
+                    "it holds {} images ({}): pick one with --ref NAME",
+                    several.len(),
+                    names.join(", ")
+                ),
             ));
         }
     };
     let manifest: Manifest = read_json(layout, descriptor, what)?;
-    if manifest.schema_version != 2 || manifest.media_type.as_deref().is_some_and(|m| m != MEDIA_MANIFEST && !m.contains("docker")) {
+    if manifest.schema_version != 2
+        || manifest
+            .media_type
+            .as_deref()
+            .is_some_and(|m| m != MEDIA_MANIFEST && !m.contains("docker"))
+    {
         return Err(bad(what, "its manifest is not an OCI image manifest"));
     }
     let config: ConfigFile = read_json(layout, &manifest.config, what)?;
     if !config.os.is_empty() && config.os != "linux" {
-        return Err(bad(what, format!("the image is for {}, not linux", config.os)));
+        return Err(bad(
+            what,
+            format!("the image is for {}, not linux", config.os),
+        ));
     }
     // Every blob is checked before anything is made: a bad one leaves
     // nothing behind.
@@ -375,7 +419,10 @@ fn load_layout(layout: &Path, reference: Option<&str>, what: &str) -> Result<Loa
         }
         Ok(())
     })?;
-    trace::note(format!("image load {what}"), Some(format!("{} layers", layers.len())));
+    trace::note(
+        format!("image load {what}"),
+        Some(format!("{} layers", layers.len())),
+    );
     Ok(Loaded {
         name,
         id: made,
@@ -387,16 +434,20 @@ fn load_layout(layout: &Path, reference: Option<&str>, what: &str) -> Result<Loa
 /// A layer blob as a tar stream: gzip and zstd are told by their magic
 /// numbers (media types vary between docker's and OCI's spellings).
 fn layer_reader(path: &Path) -> Result<Box<dyn Read>> {
-    let mut file = open_nofollow(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let mut file =
+        open_nofollow(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
     let mut magic = [0u8; 4];
-    let n = file.read(&mut magic).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    let n = file
+        .read(&mut magic)
+        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
     let head = std::io::Cursor::new(magic[..n].to_vec()).chain(BufReader::new(file));
     Ok(match magic {
         [0x1f, 0x8b, _, _] => Box::new(flate2::read::MultiGzDecoder::new(head)),
-        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(
-            ruzstd::decoding::StreamingDecoder::new(head)
-                .map_err(|e| Error::Usage(format!("{}: not a zstd stream ({e})", path.display())))?,
-        ),
+        [0x28, 0xb5, 0x2f, 0xfd] => {
+            Box::new(ruzstd::decoding::StreamingDecoder::new(head).map_err(|e| {
+                Error::Usage(format!("{}: not a zstd stream ({e})", path.display()))
+            })?)
+        }
         _ => Box::new(head),
     })
 }
@@ -430,7 +481,12 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
 fn whiteouts(reader: impl Read, what: &str) -> Result<Vec<Whiteout>> {
     let mut archive = tar::Archive::new(reader);
-    let unreadable = |e: std::io::Error| Error::Usage(format!("{what} is not a tar archive, or is damaged ({})", e.kind()));
+    let unreadable = |e: std::io::Error| {
+        Error::Usage(format!(
+            "{what} is not a tar archive, or is damaged ({})",
+            e.kind()
+        ))
+    };
     let mut found = Vec::new();
     for entry in archive.entries().map_err(unreadable)? {
         let entry = entry.map_err(unreadable)?;
@@ -447,7 +503,10 @@ fn whiteouts(reader: impl Read, what: &str) -> Result<Vec<Whiteout>> {
         } else {
             let target = &file_name[WHITEOUT_PREFIX.len()..];
             if target.is_empty() || target == "." || target == ".." {
-                return Err(Error::Usage(format!("unsafe tarball {what}: whiteout {} names nothing", path.display())));
+                return Err(Error::Usage(format!(
+                    "unsafe tarball {what}: whiteout {} names nothing",
+                    path.display()
+                )));
             }
             found.push(Whiteout::Remove(parent.join(target)));
         }
@@ -463,7 +522,12 @@ fn relative(path: &Path, what: &str) -> Result<PathBuf> {
         match c {
             Component::Normal(part) => out.push(part),
             Component::RootDir | Component::CurDir => {}
-            _ => return Err(Error::Usage(format!("unsafe tarball {what}: entry {} climbs out with ..", path.display()))),
+            _ => {
+                return Err(Error::Usage(format!(
+                    "unsafe tarball {what}: entry {} climbs out with ..",
+                    path.display()
+                )))
+            }
         }
     }
     Ok(out)
@@ -520,7 +584,8 @@ fn remove_beneath(root: &OwnedFd, path: &Path, what: &str) -> Result<()> {
         return Ok(());
     };
     if let Some(dir) = open_beneath(root, parent, what)? {
-        remove_entry(&dir, name).map_err(|e| Error::io(format!("{what}: remove {}", path.display()), e))?;
+        remove_entry(&dir, name)
+            .map_err(|e| Error::io(format!("{what}: remove {}", path.display()), e))?;
     }
     Ok(())
 }
@@ -530,7 +595,8 @@ fn empty_beneath(root: &OwnedFd, path: &Path, what: &str) -> Result<()> {
         return Ok(());
     };
     let listing = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    let entries = fs::read_dir(&listing).map_err(|e| Error::io(format!("{what}: list {}", path.display()), e))?;
+    let entries = fs::read_dir(&listing)
+        .map_err(|e| Error::io(format!("{what}: list {}", path.display()), e))?;
     for entry in entries.flatten() {
         remove_entry(&dir, &entry.file_name())
             .map_err(|e| Error::io(format!("{what}: empty {}", path.display()), e))?;
@@ -600,12 +666,21 @@ fn write_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> Result<Descripto
 /// (an existing empty directory, or a tar file), or as a tar on stdout.
 pub fn save(name: &str, output: Option<&Path>) -> Result<()> {
     let rootfs = image::resolve(name)?;
-    let reference = image::ImageRef::parse(name).ok().filter(|_| image::is_named(name));
+    let reference = image::ImageRef::parse(name)
+        .ok()
+        .filter(|_| image::is_named(name));
     let defaults = image::defaults_of(&rootfs);
     match output {
         Some(dir) if dir.is_dir() => {
-            if fs::read_dir(dir).map_err(|e| Error::io(format!("list {}", dir.display()), e))?.next().is_some() {
-                return Err(Error::Usage(format!("{} is not empty: save into an empty directory or a file", dir.display())));
+            if fs::read_dir(dir)
+                .map_err(|e| Error::io(format!("list {}", dir.display()), e))?
+                .next()
+                .is_some()
+            {
+                return Err(Error::Usage(format!(
+                    "{} is not empty: save into an empty directory or a file",
+                    dir.display()
+                )));
             }
             write_layout(dir, &rootfs, reference.as_ref(), defaults)
         }
@@ -623,7 +698,10 @@ pub fn save(name: &str, output: Option<&Path>) -> Result<()> {
                 .map_err(|e| Error::io(format!("make a directory in {}", images.display()), e))?;
             write_layout(staging.path(), &rootfs, reference.as_ref(), defaults)?;
             let sink: Box<dyn Write> = match output {
-                Some(file) => Box::new(File::create(file).map_err(|e| Error::io(format!("create {}", file.display()), e))?),
+                Some(file) => Box::new(
+                    File::create(file)
+                        .map_err(|e| Error::io(format!("create {}", file.display()), e))?,
+                ),
                 None => Box::new(std::io::stdout().lock()),
             };
             let mut tar = tar::Builder::new(sink);
@@ -656,7 +734,8 @@ fn write_layout(
     // The layer: the whole root filesystem as one uncompressed tar,
     // written once and named by its hash at the end.
     let pending = blobs.join(".layer.tmp");
-    let file = File::create(&pending).map_err(|e| Error::io(format!("create {}", pending.display()), e))?;
+    let file = File::create(&pending)
+        .map_err(|e| Error::io(format!("create {}", pending.display()), e))?;
     let mut tar = tar::Builder::new(Hashing {
         inner: std::io::BufWriter::new(file),
         hasher: Sha256::new(),
@@ -665,24 +744,32 @@ fn write_layout(
     tar.follow_symlinks(false);
     tar.append_dir_all(".", rootfs)
         .map_err(|e| Error::io(format!("archive {}", rootfs.display()), e))?;
-    let mut hashing = tar.into_inner().map_err(|e| Error::io("finish the layer", e))?;
-    hashing.flush().map_err(|e| Error::io("write the layer", e))?;
+    let mut hashing = tar
+        .into_inner()
+        .map_err(|e| Error::io("finish the layer", e))?;
+    hashing
+        .flush()
+        .map_err(|e| Error::io("write the layer", e))?;
     let layer_digest = format!("sha256:{:x}", hashing.hasher.finalize());
     let layer_size = hashing.size;
     let layer_path = blob_path(layout, &layer_digest)?;
-    fs::rename(&pending, &layer_path).map_err(|e| Error::io(format!("rename {}", layer_path.display()), e))?;
+    fs::rename(&pending, &layer_path)
+        .map_err(|e| Error::io(format!("rename {}", layer_path.display()), e))?;
 
     let config = ConfigFile {
         architecture: host_architecture().into(),
         os: "linux".into(),
-        created: Some(crate::container::inspect::rfc3339(crate::container::state::now())),
+        created: Some(crate::container::inspect::rfc3339(
+            crate::container::state::now(),
+        )),
         config: Some(defaults.unwrap_or_default()),
         rootfs: RootFs {
             kind: "layers".into(),
             diff_ids: vec![layer_digest.clone()],
         },
     };
-    let config_bytes = serde_json::to_vec(&config).map_err(|e| Error::Usage(format!("config: {e}")))?;
+    let config_bytes =
+        serde_json::to_vec(&config).map_err(|e| Error::Usage(format!("config: {e}")))?;
     let config_desc = write_blob(layout, MEDIA_CONFIG, &config_bytes)?;
     let manifest = Manifest {
         schema_version: 2,
@@ -695,10 +782,13 @@ fn write_layout(
             ..Default::default()
         }],
     };
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Usage(format!("manifest: {e}")))?;
+    let manifest_bytes =
+        serde_json::to_vec(&manifest).map_err(|e| Error::Usage(format!("manifest: {e}")))?;
     let mut manifest_desc = write_blob(layout, MEDIA_MANIFEST, &manifest_bytes)?;
     if let Some(r) = reference {
-        manifest_desc.annotations.insert(REF_NAME.into(), r.to_string());
+        manifest_desc
+            .annotations
+            .insert(REF_NAME.into(), r.to_string());
     }
     manifest_desc.platform = Some(Platform {
         architecture: host_architecture().into(),
@@ -709,8 +799,10 @@ fn write_layout(
         media_type: Some(MEDIA_INDEX.into()),
         manifests: vec![manifest_desc],
     };
-    let index_bytes = serde_json::to_vec(&index).map_err(|e| Error::Usage(format!("index: {e}")))?;
-    fs::write(layout.join("index.json"), index_bytes).map_err(|e| Error::io("write index.json", e))?;
+    let index_bytes =
+        serde_json::to_vec(&index).map_err(|e| Error::Usage(format!("index: {e}")))?;
+    fs::write(layout.join("index.json"), index_bytes)
+        .map_err(|e| Error::io("write index.json", e))?;
     let marker = serde_json::to_vec(&LayoutFile {
         image_layout_version: LAYOUT_VERSION.into(),
     })
@@ -743,7 +835,8 @@ mod tests {
         assert_eq!(name_of(&d), None);
         d.annotations.insert(REF_NAME.into(), "alpine:3.19".into());
         assert_eq!(name_of(&d).as_deref(), Some("alpine:3.19"));
-        d.annotations.insert(CONTAINERD_NAME.into(), "docker.io/library/debian:12".into());
+        d.annotations
+            .insert(CONTAINERD_NAME.into(), "docker.io/library/debian:12".into());
         assert_eq!(name_of(&d).as_deref(), Some("debian:12"));
     }
 

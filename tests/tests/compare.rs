@@ -224,7 +224,8 @@ struct Seen {
 
 /// The template `inspect` is given: fields docker documents that podman
 /// and minibox both have.
-const STATE: &str = "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}} {{json .Config.Cmd}} {{.Name}}";
+const STATE: &str =
+    "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}} {{json .Config.Cmd}} {{.Name}}";
 
 fn scenario(tarball: &Path, tag: &str) -> Vec<Step> {
     let c1 = format!("cmp1-{tag}");
@@ -241,7 +242,15 @@ fn scenario(tarball: &Path, tag: &str) -> Vec<Step> {
         step("images", &["images"], false),
         step(
             "run1",
-            &["-d", "--name", &c1, &image, "sh", "-c", "echo hello; echo oops >&2; exit 3"],
+            &[
+                "-d",
+                "--name",
+                &c1,
+                &image,
+                "sh",
+                "-c",
+                "echo hello; echo oops >&2; exit 3",
+            ],
             true,
         ),
         step("wait1", &["wait", &c1], false),
@@ -252,7 +261,11 @@ fn scenario(tarball: &Path, tag: &str) -> Vec<Step> {
             &["-d", "--name", &c2, "-e", "FOO=bar", &image, "sleep", "300"],
             true,
         ),
-        step("env2", &["inspect", "-f", "{{json .Config.Env}}", &c2], false),
+        step(
+            "env2",
+            &["inspect", "-f", "{{json .Config.Env}}", &c2],
+            false,
+        ),
         step("running2", &["inspect", "-f", STATE, &c2], false),
         step("top2", &["top", &c2], false),
         step("stats2", &["stats", "--no-stream", &c2], false),
@@ -296,8 +309,16 @@ fn podman_scenario(podman: &Path, runc: &Path, steps: &[Step]) -> Vec<Seen> {
             // podman's default limits exceed this process's (see
             // podman_view); its default log driver may be journald.
             for flag in [
-                "--network", "none", "--log-driver", "k8s-file", "--ulimit",
-                "nofile=1024:1024", "--ulimit", "nproc=4096:4096", "--cgroup-parent", &parent,
+                "--network",
+                "none",
+                "--log-driver",
+                "k8s-file",
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=4096:4096",
+                "--cgroup-parent",
+                &parent,
             ] {
                 words.push(flag.into());
             }
@@ -313,18 +334,30 @@ fn podman_scenario(podman: &Path, runc: &Path, steps: &[Step]) -> Vec<Seen> {
     // Whatever the steps left (a failed `rm`), nothing outlives the test.
     script.push_str("p rm -f -a >/dev/null 2>&1; p image rm -a -f >/dev/null 2>&1; true\n");
     let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c", &script])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
         .env("PODMAN", podman)
         .env("RUNC", runc)
         .env("DIR", dir.path())
         .status()
         .expect("run unshare");
-    assert!(status.success(), "the podman scenario's shell failed: {status}");
+    assert!(
+        status.success(),
+        "the podman scenario's shell failed: {status}"
+    );
     steps
         .iter()
         .map(|step| {
             let read = |ext: &str| {
-                std::fs::read_to_string(out.join(format!("{}.{ext}", step.name))).unwrap_or_default()
+                std::fs::read_to_string(out.join(format!("{}.{ext}", step.name)))
+                    .unwrap_or_default()
             };
             Seen {
                 out: read("out"),
@@ -398,7 +431,8 @@ fn stage_07_cli_matches_podman_where_docker_documents_it() {
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let tarball = dir.path().join("busybox.tar");
-    let mut builder = tar::Builder::new(std::fs::File::create(&tarball).expect("create the tarball"));
+    let mut builder =
+        tar::Builder::new(std::fs::File::create(&tarball).expect("create the tarball"));
     builder.follow_symlinks(false);
     builder
         .append_dir_all(".", default_rootfs())
@@ -419,7 +453,13 @@ fn stage_07_cli_matches_podman_where_docker_documents_it() {
     for (i, step) in steps.iter().enumerate() {
         eprintln!(
             "{}: minibox {} {:?} {:?} | podman {} {:?} {:?}",
-            step.name, ours[i].code, ours[i].out, ours[i].err, theirs[i].code, theirs[i].out, theirs[i].err
+            step.name,
+            ours[i].code,
+            ours[i].out,
+            ours[i].err,
+            theirs[i].code,
+            theirs[i].out,
+            theirs[i].err
         );
     }
     let is_hex_id = |s: &str| {
@@ -428,25 +468,42 @@ fn stage_07_cli_matches_podman_where_docker_documents_it() {
     };
 
     // Steps that succeed on both, with the same exit code.
-    for name in ["import", "images", "run1", "wait1", "logs1", "inspect1", "run2", "env2",
-        "running2", "top2", "stats2", "kill2", "wait2", "rm", "rmi"]
-    {
+    for name in [
+        "import", "images", "run1", "wait1", "logs1", "inspect1", "run2", "env2", "running2",
+        "top2", "stats2", "kill2", "wait2", "rm", "rmi",
+    ] {
         let (m, p) = seen(name);
-        assert_eq!((m.code, p.code), (0, 0), "{name}: minibox {m:?}, podman {p:?}");
+        assert_eq!(
+            (m.code, p.code),
+            (0, 0),
+            "{name}: minibox {m:?}, podman {p:?}"
+        );
     }
     // `image import` prints the new image's id; `images` has docker's columns.
     let (m, p) = seen("import");
     assert!(is_hex_id(&m.out) && is_hex_id(&p.out), "{m:?} {p:?}");
     let (m, p) = seen("images");
-    assert_eq!(columns(&m.out), ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
+    assert_eq!(
+        columns(&m.out),
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+    );
     assert_eq!(columns(&m.out), columns(&p.out));
     // podman names a local image localhost/REPOSITORY (a difference of podman's).
-    assert!(m.out.lines().any(|l| l.starts_with(&format!("cmp{tag} ")) && l.contains(" v1 ")), "{}", m.out);
+    assert!(
+        m.out
+            .lines()
+            .any(|l| l.starts_with(&format!("cmp{tag} ")) && l.contains(" v1 ")),
+        "{}",
+        m.out
+    );
     assert!(p.out.contains(&format!("localhost/cmp{tag}")), "{}", p.out);
     // `run -d` prints the container id.
     for name in ["run1", "run2"] {
         let (m, p) = seen(name);
-        assert!(is_hex_id(&m.out) && is_hex_id(&p.out), "{name}: {m:?} {p:?}");
+        assert!(
+            is_hex_id(&m.out) && is_hex_id(&p.out),
+            "{name}: {m:?} {p:?}"
+        );
     }
     // `wait` prints the exit code; `logs` gives back both streams.
     assert_eq!(seen("wait1").0.out, "3\n");
@@ -461,11 +518,20 @@ fn stage_07_cli_matches_podman_where_docker_documents_it() {
     // `/`, as minibox's does; podman's has none (podman's difference).
     let (m, p) = seen("inspect1");
     let cmd = r#"["sh","-c","echo hello; echo oops >&2; exit 3"]"#;
-    assert_eq!(m.out, format!("exited 3 false {cmd} /cmp1-{tag}\n"), "{}", m.out);
+    assert_eq!(
+        m.out,
+        format!("exited 3 false {cmd} /cmp1-{tag}\n"),
+        "{}",
+        m.out
+    );
     assert_eq!(m.out.replace(" /cmp1", " cmp1"), p.out);
     let (m, p) = seen("running2");
     assert_eq!(m.out.replace(" /cmp2", " cmp2"), p.out);
-    assert!(m.out.starts_with("running 0 true [\"sleep\",\"300\"]"), "{}", m.out);
+    assert!(
+        m.out.starts_with("running 0 true [\"sleep\",\"300\"]"),
+        "{}",
+        m.out
+    );
     let (m, p) = seen("env2");
     for env in [&m.out, &p.out] {
         let env: Vec<String> = serde_json::from_str(env).expect("Config.Env as JSON");
@@ -479,13 +545,29 @@ fn stage_07_cli_matches_podman_where_docker_documents_it() {
     for table in [&m.out, &p.out] {
         assert!(columns(table).iter().any(|c| c == "PID"), "{table}");
         assert_eq!(table.lines().count(), 2, "{table}");
-        assert!(table.lines().nth(1).unwrap_or_default().trim_end().ends_with("sleep 300"), "{table}");
+        assert!(
+            table
+                .lines()
+                .nth(1)
+                .unwrap_or_default()
+                .trim_end()
+                .ends_with("sleep 300"),
+            "{table}"
+        );
     }
     // `stats --no-stream`: docker's columns that both have, one PID.
     let (m, p) = seen("stats2");
     for column in ["NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"] {
-        assert!(columns(&m.out).iter().any(|c| c == column), "{column}: {}", m.out);
-        assert!(columns(&p.out).iter().any(|c| c == column), "{column}: {}", p.out);
+        assert!(
+            columns(&m.out).iter().any(|c| c == column),
+            "{column}: {}",
+            m.out
+        );
+        assert!(
+            columns(&p.out).iter().any(|c| c == column),
+            "{column}: {}",
+            p.out
+        );
     }
     // `kill` prints the name given; SIGKILL's code is 128+9.
     assert_eq!(seen("kill2").0.out, format!("cmp2-{tag}\n"));
@@ -498,9 +580,14 @@ fn stage_07_cli_matches_podman_where_docker_documents_it() {
     // stopped container), 125 when the command line is refused. podman
     // exits 125 for most of these (its "error of podman itself"): the
     // chapter lists that difference; both sides fail, with one line.
-    for name in ["kill_stopped", "inspect_unknown", "logs_unknown", "kill_unknown",
-        "wait_unknown", "rm_unknown"]
-    {
+    for name in [
+        "kill_stopped",
+        "inspect_unknown",
+        "logs_unknown",
+        "kill_unknown",
+        "wait_unknown",
+        "rm_unknown",
+    ] {
         let (m, p) = seen(name);
         assert_eq!(m.code, 1, "{name}: docker documents 1: {m:?}");
         assert_ne!(p.code, 0, "{name}: podman fails too: {p:?}");

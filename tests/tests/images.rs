@@ -49,6 +49,7 @@ enum Entry<'a> {
     Symlink(&'a str, &'a str),
     /// A name written into the header as is (tar's own API refuses `..`).
     Raw(&'a str, &'a str),
+    HardLink(&'a str, &'a str),
 }
 
 fn layer_tar(base: Option<&Path>, entries: &[Entry]) -> Vec<u8> {
@@ -72,10 +73,17 @@ fn layer_tar(base: Option<&Path>, entries: &[Entry]) -> Vec<u8> {
             Entry::File(path, text) => {
                 header.set_mode(0o644);
                 header.set_size(text.len() as u64);
-                builder.append_data(&mut header, path, text.as_bytes()).unwrap();
+                builder
+                    .append_data(&mut header, path, text.as_bytes())
+                    .unwrap();
             }
             Entry::Symlink(path, target) => {
                 header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                builder.append_link(&mut header, path, target).unwrap();
+            }
+            Entry::HardLink(path, target) => {
+                header.set_entry_type(tar::EntryType::Link);
                 header.set_size(0);
                 builder.append_link(&mut header, path, target).unwrap();
             }
@@ -152,11 +160,12 @@ fn write_layout(layout: &Path, name: &str, layers: &[(Vec<u8>, &str)], config: V
 
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// Two layers: the first (gzip) is busybox plus files, the second (plain
-/// tar) deletes `/etc/motd` with a whiteout and replaces `/data/old` with
-/// an opaque directory holding only `new`.
-fn two_layer_layout(layout: &Path, name: &str) {
+/// tar, or zstd) deletes `/etc/motd` with a whiteout and replaces
+/// `/data/old` with an opaque directory holding only `new`.
+fn two_layer_layout(layout: &Path, name: &str, zstd: bool) {
     let first = gzip(&layer_tar(
         Some(&minibox_tests::default_rootfs()),
         &[
@@ -178,10 +187,20 @@ fn two_layer_layout(layout: &Path, name: &str) {
             Entry::File("data/old/new", "new\n"),
         ],
     );
+    let second = match zstd {
+        true => (
+            ruzstd::encoding::compress_to_vec(
+                &second[..],
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ),
+            TAR_ZSTD,
+        ),
+        false => (second, TAR),
+    };
     write_layout(
         layout,
         name,
-        &[(first, TAR_GZIP), (second, TAR)],
+        &[(first, TAR_GZIP), second],
         json!({
             "Env": ["PATH=/bin:/usr/bin:/sbin:/usr/sbin", "GREETING=from-the-image"],
             "Cmd": ["cat", "/data/old/new"],
@@ -195,7 +214,9 @@ fn two_layer_layout(layout: &Path, name: &str) {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Staging directories of loads and imports: none may outlive a command.
@@ -215,19 +236,23 @@ const LOOK: &str = "ls -A /data/old; test -e /etc/motd && echo motd-still-there;
 /// The layers apply in order: the whiteout hides the first layer's file,
 /// the opaque directory hides its old contents, the rest stays. The
 /// image's Cmd, Env and WorkingDir are the container's defaults. Stage 06
-/// and every later stage load through the library.
+/// and every later stage load through the library; the second layer is a
+/// plain tar for some, zstd for the others.
 #[rstest]
-#[case::stage06("06-volumes")]
-#[case::stage07("07-full")]
-#[case::stage09("09-hardening")]
-#[case::stage10("10-rootless")]
-fn a_two_layer_oci_image_runs_with_its_whiteouts(#[case] stage: &str) {
+#[case::stage06("06-volumes", false)]
+#[case::stage07("07-full", true)]
+#[case::stage09("09-hardening", false)]
+#[case::stage10("10-rootless", true)]
+fn a_two_layer_oci_image_runs_with_its_whiteouts(#[case] stage: &str, #[case] zstd: bool) {
     require_root!();
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let name = format!("layered{}-{}:v1", &stage[..2], std::process::id());
-    two_layer_layout(dir.path(), &name);
-    let out = ok(stage, &["image", "load", "-i", dir.path().to_str().unwrap()]);
+    two_layer_layout(dir.path(), &name, zstd);
+    let out = ok(
+        stage,
+        &["image", "load", "-i", dir.path().to_str().unwrap()],
+    );
     assert_eq!(out, format!("Loaded image: {name}\n"));
 
     let out = run_image(stage, &name, &["sh", "-c", LOOK]);
@@ -246,7 +271,10 @@ fn a_two_layer_oci_image_runs_with_its_whiteouts(#[case] stage: &str) {
     assert_eq!(inspect[0]["Config"]["Cmd"], json!(["cat", "/data/old/new"]));
     assert_eq!(inspect[0]["Config"]["WorkingDir"], json!("/data"));
     assert_eq!(
-        ok(stage, &["image", "inspect", "-f", "{{.Config.WorkingDir}}", &name]),
+        ok(
+            stage,
+            &["image", "inspect", "-f", "{{.Config.WorkingDir}}", &name]
+        ),
         "/data\n"
     );
     ok(stage, &["image", "rm", &name]);
@@ -262,7 +290,7 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let name = format!("corrupt{}", std::process::id());
-    two_layer_layout(dir.path(), &name);
+    two_layer_layout(dir.path(), &name, false);
     // Flip the last byte of the biggest blob (the first layer).
     let blobs = dir.path().join("blobs/sha256");
     let biggest = std::fs::read_dir(&blobs)
@@ -275,7 +303,10 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
     *bytes.last_mut().unwrap() ^= 0xff;
     std::fs::write(&biggest, bytes).unwrap();
 
-    let out = cli("07-full", &["image", "load", "-i", dir.path().to_str().unwrap()]);
+    let out = cli(
+        "07-full",
+        &["image", "load", "-i", dir.path().to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -286,7 +317,11 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
     // Not a layout at all; a bad flag is the command line's fault (125).
     let out = cli("07-full", &["image", "load", "-i", "/etc"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not an OCI image layout"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not an OCI image layout"),
+        "{}",
+        stderr(&out)
+    );
     let out = cli("07-full", &["image", "load", "--bogus"]);
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
 }
@@ -302,16 +337,24 @@ fn save_then_load_gives_the_same_image() {
     let layout = dir.path().join("in");
     std::fs::create_dir(&layout).unwrap();
     let name = format!("roundtrip{}:one", std::process::id());
-    two_layer_layout(&layout, &name);
+    two_layer_layout(&layout, &name, true);
     ok(stage, &["image", "load", "-i", layout.to_str().unwrap()]);
 
     // Into an empty directory: a layout with one manifest of one layer.
     let saved = dir.path().join("saved");
     std::fs::create_dir(&saved).unwrap();
-    assert_eq!(ok(stage, &["image", "save", "-o", saved.to_str().unwrap(), &name]), "");
-    let marker: Value = serde_json::from_slice(&std::fs::read(saved.join("oci-layout")).unwrap()).unwrap();
+    assert_eq!(
+        ok(
+            stage,
+            &["image", "save", "-o", saved.to_str().unwrap(), &name]
+        ),
+        ""
+    );
+    let marker: Value =
+        serde_json::from_slice(&std::fs::read(saved.join("oci-layout")).unwrap()).unwrap();
     assert_eq!(marker["imageLayoutVersion"], "1.0.0");
-    let index: Value = serde_json::from_slice(&std::fs::read(saved.join("index.json")).unwrap()).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(saved.join("index.json")).unwrap()).unwrap();
     let manifests = index["manifests"].as_array().unwrap();
     assert_eq!(manifests.len(), 1);
     assert_eq!(
@@ -321,7 +364,11 @@ fn save_then_load_gives_the_same_image() {
     let blob_of = |d: &Value| -> Vec<u8> {
         let digest = d["digest"].as_str().unwrap();
         let bytes = std::fs::read(saved.join("blobs/sha256").join(&digest[7..])).unwrap();
-        assert_eq!(self::digest(&bytes), digest, "every blob hashes to its name");
+        assert_eq!(
+            self::digest(&bytes),
+            digest,
+            "every blob hashes to its name"
+        );
         assert_eq!(bytes.len() as u64, d["size"].as_u64().unwrap());
         bytes
     };
@@ -330,11 +377,17 @@ fn save_then_load_gives_the_same_image() {
     blob_of(&manifest["layers"][0]);
     let config: Value = serde_json::from_slice(&blob_of(&manifest["config"])).unwrap();
     assert_eq!(config["config"]["Cmd"], json!(["cat", "/data/old/new"]));
-    assert_eq!(config["rootfs"]["diff_ids"][0], manifest["layers"][0]["digest"]);
+    assert_eq!(
+        config["rootfs"]["diff_ids"][0],
+        manifest["layers"][0]["digest"]
+    );
 
     // As a tar, loaded back from stdin.
     let tarball = dir.path().join("saved.tar");
-    ok(stage, &["image", "save", "-o", tarball.to_str().unwrap(), &name]);
+    ok(
+        stage,
+        &["image", "save", "-o", tarball.to_str().unwrap(), &name],
+    );
     ok(stage, &["image", "rm", &name]);
     let out = stage_command(stage)
         .args(["image", "load"])
@@ -344,7 +397,12 @@ fn save_then_load_gives_the_same_image() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("Loaded image: {name}\n"));
     let out = run_image(stage, &name, &["sh", "-c", LOOK]);
-    assert_eq!(stdout(&out), "new\nkept\nfrom-the-image\n/data\n", "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "new\nkept\nfrom-the-image\n/data\n",
+        "{}",
+        stderr(&out)
+    );
 
     // A second load of the same name is refused, as a second import is.
     let out = cli(stage, &["image", "load", "-i", saved.to_str().unwrap()]);
@@ -359,9 +417,10 @@ fn save_then_load_gives_the_same_image() {
 /// and the host file the layer aimed at is untouched.
 #[rstest]
 #[case::climbs_out(&[Entry::Raw("../../escaped", "x")], "climbs out")]
-#[case::writes_through_a_link(&[Entry::Symlink("evil", "HOST"), Entry::File("evil/victim", "overwritten")], "unsafe tarball")]
-#[case::whiteout_through_a_link(&[Entry::Symlink("evil", "HOST"), Entry::File("evil/.wh.victim", "")], "unsafe tarball")]
-#[case::opaque_through_a_link(&[Entry::Symlink("evil", "HOST"), Entry::File("evil/.wh..wh..opq", "")], "unsafe tarball")]
+#[case::writes_through_a_link(&[Entry::Symlink("evil", "HOST"), Entry::File("evil/victim", "overwritten")], "outside of destination")]
+#[case::whiteout_through_a_link(&[Entry::Symlink("evil", "HOST"), Entry::File("evil/.wh.victim", "")], "does not lead to a directory of the image")]
+#[case::hard_link_through_a_link(&[Entry::Symlink("evil", "HOST"), Entry::HardLink("stolen", "evil/victim")], "entry stolen: failed to unpack")]
+#[case::opaque_through_a_link(&[Entry::Symlink("evil", "HOST"), Entry::File("evil/.wh..wh..opq", "")], "does not lead to a directory of the image")]
 fn an_evil_layer_is_refused(#[case] entries: &[Entry<'static>], #[case] message: &str) {
     require_root!();
     let _serial = serial();
@@ -379,6 +438,7 @@ fn an_evil_layer_is_refused(#[case] entries: &[Entry<'static>], #[case] message:
             Entry::Dir(p) => Entry::Dir(p),
             Entry::File(p, t) => Entry::File(p, t),
             Entry::Raw(p, t) => Entry::Raw(p, t),
+            Entry::HardLink(p, t) => Entry::HardLink(p, t),
         })
         .collect();
     let name = format!("evil{}", std::process::id());
@@ -390,13 +450,20 @@ fn an_evil_layer_is_refused(#[case] entries: &[Entry<'static>], #[case] message:
     write_layout(
         &layout,
         &name,
-        &[(layer_tar(None, first), TAR), (layer_tar(None, second), TAR)],
+        &[
+            (layer_tar(None, first), TAR),
+            (layer_tar(None, second), TAR),
+        ],
         json!({}),
     );
-    let out = cli("07-full", &["image", "load", "-i", layout.to_str().unwrap()]);
+    let out = cli(
+        "07-full",
+        &["image", "load", "-i", layout.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
+    eprintln!("refused: {err}");
     assert!(err.contains(message), "{err}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host file\n");
     assert!(!ok("07-full", &["images"]).contains(&name));
