@@ -275,8 +275,17 @@ fn name_of(d: &Descriptor) -> Option<String> {
         let n = n.split('@').next().unwrap_or(n);
         n.rsplit('/').next().unwrap_or(n).to_string()
     });
+    // podman writes its full name as the ref name
+    // (`localhost/alpine:3.19`): the last part of a path is the name.
+    let reference = d
+        .annotations
+        .get(REF_NAME)
+        .map(|n| match n.rsplit_once('/') {
+            Some((_, last)) if last.contains(':') => last.to_string(),
+            _ => n.clone(),
+        });
     full.into_iter()
-        .chain(d.annotations.get(REF_NAME).cloned())
+        .chain(reference)
         .find(|n| image::ImageRef::parse(n).is_ok())
 }
 
@@ -834,6 +843,9 @@ mod tests {
         let mut d = Descriptor::default();
         assert_eq!(name_of(&d), None);
         d.annotations.insert(REF_NAME.into(), "alpine:3.19".into());
+        assert_eq!(name_of(&d).as_deref(), Some("alpine:3.19"));
+        d.annotations
+            .insert(REF_NAME.into(), "localhost/alpine:3.19".into());
         assert_eq!(name_of(&d).as_deref(), Some("alpine:3.19"));
         d.annotations
             .insert(CONTAINERD_NAME.into(), "docker.io/library/debian:12".into());

@@ -296,12 +296,7 @@ fn podman_scenario(podman: &Path, runc: &Path, steps: &[Step]) -> Vec<Seen> {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).expect("mkdir out");
     let parent = format!("/{}/podman", test_env().cgroup_parent);
-    let mut script = String::from(
-        "mount -t tmpfs -o mode=0755 minibox-test /run || exit 99\n\
-         p() { \"$PODMAN\" --root \"$DIR/root\" --runroot \"$DIR/run\" --tmpdir \"$DIR/tmp\" \
-         --storage-driver vfs --runtime \"$RUNC\" --cgroup-manager cgroupfs \
-         --events-backend file \"$@\"; }\n",
-    );
+    let mut script = String::new();
     for step in steps {
         let mut words: Vec<String> = Vec::new();
         if step.run {
@@ -331,27 +326,7 @@ fn podman_scenario(podman: &Path, runc: &Path, steps: &[Step]) -> Vec<Seen> {
             n = step.name
         ));
     }
-    // Whatever the steps left (a failed `rm`), nothing outlives the test.
-    script.push_str("p rm -f -a >/dev/null 2>&1; p image rm -a -f >/dev/null 2>&1; true\n");
-    let status = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .env("PODMAN", podman)
-        .env("RUNC", runc)
-        .env("DIR", dir.path())
-        .status()
-        .expect("run unshare");
-    assert!(
-        status.success(),
-        "the podman scenario's shell failed: {status}"
-    );
+    podman_script(podman, runc, dir.path(), &script);
     steps
         .iter()
         .map(|step| {
@@ -366,6 +341,185 @@ fn podman_scenario(podman: &Path, runc: &Path, steps: &[Step]) -> Vec<Seen> {
             }
         })
         .collect()
+}
+
+/// Run `script` in a shell that has `p`, podman with all of its state in
+/// `dir` (`$DIR`), in a mount namespace of its own with a fresh /run (runc
+/// keeps its state in /run/runc from `run -d` to `kill`, so every command
+/// must see the same one). Whatever the script leaves in podman is
+/// removed at its end.
+fn podman_script(podman: &Path, runc: &Path, dir: &Path, script: &str) {
+    let full = format!(
+        "mount -t tmpfs -o mode=0755 minibox-test /run || exit 99\n\
+         p() {{ \"$PODMAN\" --root \"$DIR/root\" --runroot \"$DIR/run\" --tmpdir \"$DIR/tmp\" \
+         --storage-driver vfs --runtime \"$RUNC\" --cgroup-manager cgroupfs \
+         --events-backend file \"$@\"; }}\n\
+         {script}\n\
+         p rm -f -a >/dev/null 2>&1; p image rm -a -f >/dev/null 2>&1; true\n"
+    );
+    let status = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            &full,
+        ])
+        .env("PODMAN", podman)
+        .env("RUNC", runc)
+        .env("DIR", dir)
+        .status()
+        .expect("run unshare");
+    assert!(
+        status.success(),
+        "the podman script's shell failed: {status}"
+    );
+}
+
+/// podman and runc, or `None` after saying SKIPPED (a failure under CI).
+fn podman_and_runc(test: &str) -> Option<(&'static Path, &'static Path)> {
+    let find = |names: &'static [&'static str]| -> Option<&'static Path> {
+        names.iter().map(Path::new).find(|p| p.exists())
+    };
+    match (
+        find(&["/usr/bin/podman"]),
+        find(&["/usr/sbin/runc", "/usr/bin/runc"]),
+    ) {
+        (Some(podman), Some(runc)) => Some((podman, runc)),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err() || Path::new("/vm.env").exists(),
+                "podman or runc is missing: .ci/run installs them"
+            );
+            eprintln!("SKIPPED {test}: no podman here");
+            None
+        }
+    }
+}
+
+/// A tar of the busybox rootfs in `dir`.
+fn busybox_tarball(dir: &Path) -> std::path::PathBuf {
+    let tarball = dir.join("busybox.tar");
+    let mut builder =
+        tar::Builder::new(std::fs::File::create(&tarball).expect("create the tarball"));
+    builder.follow_symlinks(false);
+    builder
+        .append_dir_all(".", default_rootfs())
+        .expect("archive the rootfs");
+    builder.finish().expect("finish the tarball");
+    tarball
+}
+
+/// OCI images travel both ways: podman's `save --format oci-archive`
+/// loads into minibox and runs, with the Cmd and Env podman gave it;
+/// minibox's `image save` loads into podman and runs there.
+#[test]
+fn oci_images_travel_between_podman_and_minibox() {
+    require_root!();
+    let Some((podman, runc)) = podman_and_runc("oci_images_travel_between_podman_and_minibox")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let tarball = busybox_tarball(dir.path());
+    let tag = std::process::id();
+    let theirs = dir.path().join("from-podman.tar");
+    let ours = dir.path().join("from-minibox.tar");
+
+    // minibox → OCI archive.
+    let out = stage_command("07-full")
+        .args([
+            "image",
+            "import",
+            tarball.to_str().unwrap(),
+            &format!("mine{tag}:v1"),
+        ])
+        .output()
+        .expect("run 07-full");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = stage_command("07-full")
+        .args([
+            "image",
+            "save",
+            "-o",
+            ours.to_str().unwrap(),
+            &format!("mine{tag}:v1"),
+        ])
+        .output()
+        .expect("run 07-full");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // podman: import with a Cmd and an Env, save as an OCI archive; load
+    // and run minibox's.
+    let parent = format!("/{}/podman", test_env().cgroup_parent);
+    let script = format!(
+        "p import --change 'CMD [\"echo\", \"cmd-ran\"]' --change 'ENV FROM_PODMAN=yes' \
+           {tarball} podmade{tag}:v1 >/dev/null && \
+         p save --format oci-archive -o {theirs} podmade{tag}:v1 && \
+         p load -i {ours} >\"$DIR/load.out\" 2>&1 && \
+         p run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 \
+           --cgroup-parent {parent} localhost/mine{tag}:v1 echo ran-in-podman >\"$DIR/run.out\" 2>&1\n\
+         echo $? >\"$DIR/rc\"",
+        tarball = tarball.display(),
+        theirs = theirs.display(),
+        ours = ours.display(),
+    );
+    podman_script(podman, runc, dir.path(), &script);
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    assert_eq!(
+        read("rc").trim(),
+        "0",
+        "podman: {} {}",
+        read("load.out"),
+        read("run.out")
+    );
+    assert_eq!(read("run.out"), "ran-in-podman\n", "{}", read("load.out"));
+
+    // podman's archive in minibox: the image's Cmd and Env apply.
+    let out = stage_command("07-full")
+        .args(["image", "load", "-i", theirs.to_str().unwrap()])
+        .output()
+        .expect("run 07-full");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let name = stdout(&out)
+        .trim()
+        .strip_prefix("Loaded image: ")
+        .map(String::from)
+        .unwrap_or_else(|| panic!("not loaded by name: {}", stdout(&out)));
+    assert_eq!(name, format!("podmade{tag}:v1"), "localhost/ dropped");
+    let out = stage_command("07-full")
+        .args(["run", "--rm", "--trace", "off", &name])
+        .output()
+        .expect("run 07-full");
+    assert_eq!(
+        stdout(&out),
+        "cmd-ran\n",
+        "the image's Cmd: {}",
+        stderr(&out)
+    );
+    let out = stage_command("07-full")
+        .args([
+            "run",
+            "--rm",
+            "--trace",
+            "off",
+            &name,
+            "sh",
+            "-c",
+            "echo $FROM_PODMAN",
+        ])
+        .output()
+        .expect("run 07-full");
+    assert_eq!(stdout(&out), "yes\n", "the image's Env: {}", stderr(&out));
+    for image in [name, format!("mine{tag}:v1")] {
+        let out = stage_command("07-full")
+            .args(["image", "rm", &image])
+            .output()
+            .expect("run 07-full");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
 }
 
 /// The scenario through stage 07.
@@ -415,29 +569,13 @@ fn columns(table: &str) -> Vec<String> {
 #[test]
 fn stage_07_cli_matches_podman_where_docker_documents_it() {
     require_root!();
-    let find = |names: &'static [&'static str]| -> Option<&'static Path> {
-        names.iter().map(Path::new).find(|p| p.exists())
-    };
-    let (Some(podman), Some(runc)) = (
-        find(&["/usr/bin/podman"]),
-        find(&["/usr/sbin/runc", "/usr/bin/runc"]),
-    ) else {
-        assert!(
-            std::env::var("CI").is_err() || Path::new("/vm.env").exists(),
-            "podman or runc is missing: .ci/run installs them"
-        );
-        eprintln!("SKIPPED stage_07_cli_matches_podman_where_docker_documents_it: no podman here");
+    let Some((podman, runc)) =
+        podman_and_runc("stage_07_cli_matches_podman_where_docker_documents_it")
+    else {
         return;
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let tarball = dir.path().join("busybox.tar");
-    let mut builder =
-        tar::Builder::new(std::fs::File::create(&tarball).expect("create the tarball"));
-    builder.follow_symlinks(false);
-    builder
-        .append_dir_all(".", default_rootfs())
-        .expect("archive the rootfs");
-    builder.finish().expect("finish the tarball");
+    let tarball = busybox_tarball(dir.path());
     let tag = std::process::id().to_string();
     let steps = scenario(&tarball, &tag);
     let theirs = podman_scenario(podman, runc, &steps);
@@ -574,8 +712,14 @@ fn stage_07_cli_matches_podman_where_docker_documents_it() {
     assert_eq!(seen("kill2").0.out, seen("kill2").1.out);
     assert_eq!(seen("wait2").0.out, "137\n");
     assert_eq!(seen("wait2").0.out, seen("wait2").1.out);
-    // `rm` prints each name.
-    assert_eq!(seen("rm").0.out, seen("rm").1.out);
+    // `rm` prints each name (podman in the order its removals end).
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(seen("rm").0.out, format!("cmp1-{tag}\ncmp2-{tag}\n"));
+    assert_eq!(sorted(&seen("rm").0.out), sorted(&seen("rm").1.out));
     // Failures. docker's rule: 1 when the action fails (an unknown or
     // stopped container), 125 when the command line is refused. podman
     // exits 125 for most of these (its "error of podman itself"): the
