@@ -263,6 +263,11 @@ pub(crate) fn write_defaults(image_dir: &Path, defaults: &ImageDefaults) -> Resu
 /// The defaults of the image whose root filesystem is `rootfs` (`None`
 /// for an imported image: a tarball of files says nothing about them).
 pub fn defaults_of(rootfs: &Path) -> Option<ImageDefaults> {
+    // Only an image's: a `--rootfs DIR` may well have a config.json
+    // beside it (a runc bundle's), which says nothing of the kind.
+    if !rootfs.starts_with(images_dir()) {
+        return None;
+    }
     let bytes = fs::read(rootfs.parent()?.join(DEFAULTS_FILE)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
@@ -720,7 +725,7 @@ pub enum ImageCommand {
         #[arg(short, long, value_name = "FILE|DIR")]
         input: Option<PathBuf>,
         /// Of several images in the layout, the one with this ref name
-        /// (org.opencontainers.image.ref.name); it names the image too
+        /// (org.opencontainers.image.ref.name)
         #[arg(long = "ref", value_name = "NAME")]
         reference: Option<String>,
     },

@@ -401,10 +401,7 @@ fn load_layout(layout: &Path, reference: Option<&str>, what: &str) -> Result<Loa
         .iter()
         .map(|l| verify(layout, l, what))
         .collect::<Result<_>>()?;
-    let name = match reference {
-        Some(r) if image::ImageRef::parse(r).is_ok() => Some(r.to_string()),
-        _ => name_of(descriptor),
-    };
+    let name = name_of(descriptor);
     // docker's image id is the config's digest: its first 12 digits
     // here, unless another image has them already.
     let config_hex = manifest.config.digest.trim_start_matches("sha256:");

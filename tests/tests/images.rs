@@ -469,3 +469,66 @@ fn an_evil_layer_is_refused(#[case] entries: &[Entry<'static>], #[case] message:
     assert!(!ok("07-full", &["images"]).contains(&name));
     assert_eq!(leftovers(), Vec::<String>::new());
 }
+
+/// An image's Entrypoint and Cmd, as docker combines them: the arguments
+/// after IMAGE replace Cmd, `--entrypoint PROGRAM` replaces both, and
+/// `--entrypoint ""` drops the entrypoint and keeps Cmd. An image's Env
+/// lies under `-e`.
+#[test]
+fn entrypoint_and_cmd_combine_as_in_docker() {
+    require_root!();
+    let _serial = serial();
+    let stage = "07-full";
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("entry{}", std::process::id());
+    let layer = layer_tar(Some(&minibox_tests::default_rootfs()), &[]);
+    write_layout(
+        dir.path(),
+        &name,
+        &[(layer, TAR)],
+        json!({
+            "Entrypoint": ["echo", "ep"],
+            "Cmd": ["default"],
+            "Env": ["PATH=/bin:/usr/bin", "WHO=image"],
+        }),
+    );
+    ok(
+        stage,
+        &["image", "load", "-i", dir.path().to_str().unwrap()],
+    );
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--trace", "off"];
+        all.extend(args);
+        let out = cli(stage, &all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(run(&[&name]), "ep default\n");
+    assert_eq!(run(&[&name, "given"]), "ep given\n");
+    assert_eq!(run(&["--entrypoint", "echo", &name, "z"]), "z\n");
+    assert_eq!(run(&["--entrypoint", "", &name, "echo", "y"]), "y\n");
+    // Cmd alone: `default` is no program (docker's 127, command not found).
+    let out = cli(
+        stage,
+        &["run", "--rm", "--trace", "off", "--entrypoint", "", &name],
+    );
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(stderr(&out).contains("default"), "{}", stderr(&out));
+    assert_eq!(
+        run(&["--entrypoint", "sh", &name, "-c", "echo $WHO"]),
+        "image\n"
+    );
+    assert_eq!(
+        run(&[
+            "-e",
+            "WHO=flag",
+            "--entrypoint",
+            "sh",
+            &name,
+            "-c",
+            "echo $WHO"
+        ]),
+        "flag\n"
+    );
+    ok(stage, &["image", "rm", &name]);
+}

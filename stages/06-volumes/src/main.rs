@@ -32,7 +32,7 @@ use std::process::ExitCode;
 enum Cli {
     /// Run COMMAND as PID 1 of new namespaces, in a cgroup of its own
     Run(Box<RunArgs>),
-    /// Import, list and remove images
+    /// Images: import, load and save (OCI layouts), list, tag, inspect, remove
     #[command(subcommand)]
     Image(ImageCommand),
     /// Remove cgroups, layers and imports left behind by runs that were killed
