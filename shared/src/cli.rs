@@ -178,15 +178,36 @@ pub struct ImageArgs {
 }
 
 impl ImageArgs {
-    /// The image's root filesystem and the command (`sh` if none).
+    /// The image's root filesystem and the command: the image's
+    /// entrypoint (an image loaded with `image load` may have one) followed
+    /// by the arguments, or by the image's default command when there are
+    /// none; `sh` for an image without defaults.
     pub fn image_and_command(&self) -> Result<(PathBuf, Vec<OsString>), Error> {
+        self.image_and_command_with(true)
+    }
+
+    /// The same, with the image's entrypoint or without it (`--entrypoint
+    /// ""`, docker's way to drop it).
+    pub fn image_and_command_with(
+        &self,
+        entrypoint: bool,
+    ) -> Result<(PathBuf, Vec<OsString>), Error> {
         let (lower, command) = self.image_and_arguments()?;
-        let command = if command.is_empty() {
-            vec!["sh".into()]
-        } else {
-            command
+        let defaults = image::defaults_of(&lower).unwrap_or_default();
+        let os = |v: Vec<String>| v.into_iter().map(OsString::from).collect::<Vec<_>>();
+        let mut full = match entrypoint {
+            true => os(defaults.entrypoint.unwrap_or_default()),
+            false => Vec::new(),
         };
-        Ok((lower, command))
+        if command.is_empty() {
+            full.extend(os(defaults.cmd.unwrap_or_default()));
+        } else {
+            full.extend(command);
+        }
+        if full.is_empty() {
+            full.push("sh".into());
+        }
+        Ok((lower, full))
     }
 
     /// The image's root filesystem and what follows it (maybe nothing).
@@ -306,8 +327,9 @@ impl ContainerOptions {
     /// with the arguments after IMAGE; else those (or `sh`).
     pub fn image_and_command(&self, image: &ImageArgs) -> Result<(PathBuf, Vec<OsString>), Error> {
         match self.entrypoint.as_deref() {
+            None => image.image_and_command(),
             // docker: an empty --entrypoint resets it.
-            None | Some("") => image.image_and_command(),
+            Some("") => image.image_and_command_with(false),
             Some(program) => {
                 let (lower, arguments) = image.image_and_arguments()?;
                 let mut command = vec![OsString::from(program)];

@@ -169,12 +169,29 @@ pub fn import(name: &str, path: &Path) -> Result<Imported> {
     import_from(name, file, &path.display().to_string())
 }
 
-/// Import a tar stream (`what` names it in messages) as image `name`. The
-/// tree is extracted beside its final place in a staging directory the
-/// import holds locked, and renamed into place at the end: a failed import
-/// leaves nothing, and a killed one leaves a staging directory whose lock
-/// is free, which [`remove_stale_imports`] removes.
+/// Import a tar stream (`what` names it in messages) as image `name`.
 pub fn import_from(name: &str, reader: impl std::io::Read, what: &str) -> Result<Imported> {
+    let mut imported = Imported::default();
+    let id = stage(name, None, |staging| {
+        imported = extract(reader, &staging.join("rootfs"), what)?;
+        Ok(())
+    })?;
+    imported.id = id;
+    Ok(imported)
+}
+
+/// Make image `name` (`REPOSITORY[:TAG]`, or an id for an unnamed one):
+/// `fill` writes its `rootfs/` (and maybe its defaults) into a staging
+/// directory the caller holds locked beside the final place, renamed into
+/// place at the end: a failed import leaves nothing, and a killed one
+/// leaves a staging directory whose lock is free, which
+/// [`remove_stale_imports`] removes. Returns the image's id: `id`, or the
+/// name if it is an id, or a new one.
+pub(crate) fn stage(
+    name: &str,
+    id: Option<String>,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<String> {
     let dir_name = ImageRef::parse(name)?.dir_name();
     let name = dir_name.as_str();
     let images = paths::state_dir("images")?;
@@ -190,23 +207,95 @@ pub fn import_from(name: &str, reader: impl std::io::Read, what: &str) -> Result
     let result = (|| {
         // The image's root must be traversable by every user in a container.
         paths::ensure_dir(&staging.join("rootfs"), 0o755)?;
-        let mut imported = extract(reader, &staging.join("rootfs"), what)?;
-        // An image imported without a name is named by its id.
-        let id = match crate::id::is_valid(name) {
-            true => name.to_string(),
-            false => crate::id::generate()?,
+        fill(&staging)?;
+        // An image made without a name is named by its id.
+        let id = match (id, crate::id::is_valid(name)) {
+            (Some(id), _) => id,
+            (None, true) => name.to_string(),
+            (None, false) => crate::id::generate()?,
         };
         paths::write_atomic(&staging.join("id"), format!("{id}\n").as_bytes(), false)?;
-        imported.id = id;
         fs::rename(&staging, &final_dir)
             .map_err(|e| Error::io(format!("rename into {}", final_dir.display()), e))?;
-        Ok(imported)
+        Ok(id)
     })();
     if result.is_err() {
         let _ = fs::remove_dir_all(&staging);
     }
     let _ = fs::remove_file(lock_path(&staging));
     result
+}
+
+/// Is `id` the id of an image already?
+pub(crate) fn id_in_use(id: &str) -> bool {
+    list()
+        .into_iter()
+        .map(|name| images_dir().join(name))
+        .any(|dir| image_id(&dir).as_deref() == Some(id))
+}
+
+/// What an image says a container runs with unless told otherwise (an
+/// OCI image config's `config` object; `image load` keeps it in
+/// `images/DIR/config.json`).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageDefaults {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+}
+
+const DEFAULTS_FILE: &str = "config.json";
+
+pub(crate) fn write_defaults(image_dir: &Path, defaults: &ImageDefaults) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(defaults)
+        .map_err(|e| Error::Usage(format!("image defaults: {e}")))?;
+    paths::write_atomic(&image_dir.join(DEFAULTS_FILE), &bytes, false)
+}
+
+/// The defaults of the image whose root filesystem is `rootfs` (`None`
+/// for an imported image: a tarball of files says nothing about them).
+pub fn defaults_of(rootfs: &Path) -> Option<ImageDefaults> {
+    // Only an image's: a `--rootfs DIR` may well have a config.json
+    // beside it (a runc bundle's), which says nothing of the kind.
+    if !rootfs.starts_with(images_dir()) {
+        return None;
+    }
+    let bytes = fs::read(rootfs.parent()?.join(DEFAULTS_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The environment a container of the image at `rootfs` starts with:
+/// minibox's own (`base`), with the image's `Env` over it (`-e` goes over
+/// both).
+pub fn environment(base: Vec<String>, rootfs: &Path) -> Vec<String> {
+    match defaults_of(rootfs).and_then(|d| d.env) {
+        Some(env) => crate::command::merge_env(base, &env),
+        None => base,
+    }
+}
+
+/// The image's `WorkingDir` for a container not given `-w`.
+pub fn default_workdir(config: &mut crate::config::InitConfig, rootfs: &Path) {
+    if config.workdir.is_some() {
+        return;
+    }
+    let dir = defaults_of(rootfs).and_then(|d| d.working_dir);
+    config.workdir = dir
+        .filter(|d| d.starts_with('/') && d != "/")
+        .and_then(|d| crate::container::inside::parse_workdir(&d).ok());
+}
+
+/// Is `name` an image's name (rather than its id)?
+pub(crate) fn is_named(name: &str) -> bool {
+    matches!(image_dir(name), Ok(Some(_)))
 }
 
 fn lock_path(staging: &Path) -> PathBuf {
@@ -241,6 +330,26 @@ pub fn remove_stale_imports() -> usize {
 /// Unpack a tar stream into `dest`, refusing every way out of it. Errors
 /// name the archive (`what`) and the entry, never quote the archive's bytes.
 pub fn extract(reader: impl std::io::Read, dest: &Path, what: &str) -> Result<Imported> {
+    extract_entries(reader, dest, what, false)
+}
+
+/// [`extract`] for a layer of an OCI image over the layers before it:
+/// whiteout entries are left out (`oci` applied them first), and an
+/// entry replaces an existing one of another kind at its path.
+pub(crate) fn extract_layer(
+    reader: impl std::io::Read,
+    dest: &Path,
+    what: &str,
+) -> Result<Imported> {
+    extract_entries(reader, dest, what, true)
+}
+
+fn extract_entries(
+    reader: impl std::io::Read,
+    dest: &Path,
+    what: &str,
+    layer: bool,
+) -> Result<Imported> {
     let bad = |why: String| Error::Usage(format!("unsafe tarball {what}: {why}"));
     let unreadable = |e: std::io::Error, at: usize| {
         // The tar crate's messages quote header bytes: a text file given as
@@ -291,6 +400,20 @@ pub fn extract(reader: impl std::io::Read, dest: &Path, what: &str) -> Result<Im
                 }
             }
             _ => {}
+        }
+        if layer {
+            let is_whiteout = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(crate::oci::WHITEOUT_PREFIX));
+            if is_whiteout {
+                continue;
+            }
+            crate::oci::clear_for(
+                dest,
+                &path,
+                entry.header().entry_type() == tar::EntryType::Directory,
+            );
         }
         // unpack_in resolves the entry's parent directories and refuses one
         // that a symlink (say `etc -> /etc`) would lead outside `dest`.
@@ -519,7 +642,50 @@ pub fn table() -> String {
     crate::container::control::table(rows.iter().map(|r| r.to_vec()).collect())
 }
 
-/// `image import|ls|rm|tag`, as stages 06 and 07 offer it.
+/// `image inspect`: docker's fields that minibox has.
+fn inspect(name: &str) -> Result<serde_json::Value> {
+    let rootfs = resolve(name)?;
+    let dir = rootfs.parent().map(Path::to_path_buf).unwrap_or_default();
+    let id = image_id(&dir).unwrap_or_else(|| "-".into());
+    let real = fs::canonicalize(&dir).ok();
+    // Every name that leads to this directory, itself and its tags.
+    let mut tags: Vec<String> = list()
+        .into_iter()
+        .filter(|n| fs::canonicalize(images_dir().join(n)).ok() == real && real.is_some())
+        .filter(|n| *n != id)
+        .filter_map(|n| ImageRef::of_dir(&n).map(|r| r.to_string()))
+        .collect();
+    if real.is_none() || !dir.starts_with(images_dir()) {
+        tags.push(format!("{DEFAULT_IMAGE}:{DEFAULT_TAG}"));
+    }
+    let created = fs::metadata(dir.join("id"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(
+            || "0001-01-01T00:00:00Z".to_string(),
+            |d| crate::container::inspect::rfc3339(d.as_secs_f64()),
+        );
+    let defaults = defaults_of(&rootfs).unwrap_or_default();
+    Ok(serde_json::json!({
+        "Id": id,
+        "RepoTags": tags,
+        "Created": created,
+        "Size": disk_usage(&rootfs),
+        "Os": "linux",
+        "Architecture": match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a },
+        "Config": {
+            "User": defaults.user.unwrap_or_default(),
+            "Env": defaults.env,
+            "Entrypoint": defaults.entrypoint,
+            "Cmd": defaults.cmd,
+            "WorkingDir": defaults.working_dir.unwrap_or_default(),
+        },
+        "RootFS": { "Type": "layers" },
+    }))
+}
+
+/// `image import|ls|rm|tag|inspect|save|load`, as stages 06 on offer it.
 #[derive(clap::Subcommand, Debug)]
 pub enum ImageCommand {
     /// Import a tarball (e.g. from `docker export`): FILE|- [REPOSITORY[:TAG]]
@@ -537,6 +703,32 @@ pub enum ImageCommand {
     },
     /// Give an image another name: SOURCE[:TAG] TARGET[:TAG]
     Tag { source: String, target: String },
+    /// Show images as docker's JSON (or --format a template)
+    Inspect {
+        /// A Go template of paths, e.g. '{{.Config.Cmd}}' or '{{json .RepoTags}}'
+        #[arg(short, long, value_name = "TEMPLATE", value_parser = crate::container::inspect::Template::parse)]
+        format: Option<crate::container::inspect::Template>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Write an image as an OCI image layout: a tar on stdout, or -o FILE|DIR
+    Save {
+        /// Write here: an existing empty directory gets the layout, any other path a tar of it
+        #[arg(short, long, value_name = "FILE|DIR")]
+        output: Option<PathBuf>,
+        /// REPOSITORY[:TAG] or id
+        image: String,
+    },
+    /// Load an image from an OCI image layout (a directory, or a tar of one; stdin without -i)
+    Load {
+        /// Read this directory or tar instead of stdin
+        #[arg(short, long, value_name = "FILE|DIR")]
+        input: Option<PathBuf>,
+        /// Of several images in the layout, the one with this ref name
+        /// (org.opencontainers.image.ref.name)
+        #[arg(long = "ref", value_name = "NAME")]
+        reference: Option<String>,
+    },
 }
 
 /// `image import`'s arguments in docker's order, FILE|- [REPOSITORY[:TAG]],
@@ -591,6 +783,49 @@ pub fn run_command(command: ImageCommand, used_by: impl Fn(&Path) -> Option<Stri
             }
         }
         ImageCommand::Tag { source, target } => tag(&source, &target).map_err(Error::failed)?,
+        ImageCommand::Inspect { format, images } => {
+            let mut found = Vec::new();
+            let mut missing = None;
+            for name in &images {
+                match inspect(name) {
+                    Ok(value) => found.push(value),
+                    Err(err) => missing = Some(err),
+                }
+            }
+            match &format {
+                Some(template) => {
+                    for value in &found {
+                        println!("{}", template.render(value)?);
+                    }
+                }
+                None => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::Value::Array(found))
+                        .map_err(|e| Error::Usage(format!("inspect: {e}")))?
+                ),
+            }
+            // docker prints what it found, then fails for the rest.
+            if let Some(err) = missing {
+                return Err(err.failed());
+            }
+        }
+        ImageCommand::Save { output, image } => {
+            crate::oci::save(&image, output.as_deref()).map_err(Error::failed)?
+        }
+        ImageCommand::Load { input, reference } => {
+            let loaded =
+                crate::oci::load(input.as_deref(), reference.as_deref()).map_err(Error::failed)?;
+            match &loaded.name {
+                Some(name) => println!("Loaded image: {}", ImageRef::parse(name)?),
+                None => println!("Loaded image ID: {}", loaded.id),
+            }
+            if !loaded.skipped.is_empty() {
+                println!(
+                    "skipped device nodes and FIFOs: {}",
+                    loaded.skipped.join(", ")
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -44,6 +44,7 @@ pub mod lock;
 pub mod mounts;
 pub mod namespaces;
 pub mod network;
+pub mod oci;
 pub mod paths;
 pub mod process;
 pub mod rootfs;

@@ -306,7 +306,7 @@ pub enum Verb {
     },
     /// List images
     Images,
-    /// Import, list and remove images
+    /// Images: import, load and save (OCI layouts), list, tag, inspect, remove
     #[command(subcommand)]
     Image(ImageCommand),
     /// Show containers' records as docker's JSON (or --format a template)

@@ -32,7 +32,7 @@ use std::process::ExitCode;
 enum Cli {
     /// Run COMMAND as PID 1 of new namespaces, in a cgroup of its own
     Run(Box<RunArgs>),
-    /// Import, list and remove images
+    /// Images: import, load and save (OCI layouts), list, tag, inspect, remove
     #[command(subcommand)]
     Image(ImageCommand),
     /// Remove cgroups, layers and imports left behind by runs that were killed
@@ -75,7 +75,10 @@ fn run(args: RunArgs) -> Result<Exit> {
     let (image, argv) = args.image.image_and_command()?;
     args.image.prepare_volumes()?;
     let mut config = InitConfig::new(args.options.trace, hostname, argv);
-    config.env = command::container_env(&config.hostname, args.options.terminal());
+    config.env = image::environment(
+        command::container_env(&config.hostname, args.options.terminal()),
+        &image,
+    );
 
     // Whatever on the host carries this id is ours while we hold its lock.
     let _lock = ContainerLock::acquire(&id)?;

@@ -19,7 +19,7 @@ use minibox::layer::{self, Layer};
 use minibox::lock::ContainerLock;
 use minibox::process::{self, Exit, Spawn};
 use minibox::sync::RunLink;
-use minibox::{command, mounts, namespaces, rootfs, trace};
+use minibox::{command, image, mounts, namespaces, rootfs, trace};
 use std::convert::Infallible;
 use std::process::ExitCode;
 
@@ -74,7 +74,10 @@ fn run(mut args: RunArgs) -> Result<Exit> {
     let (image, argv) = args.container.image_and_command(&args.image)?;
     args.image.prepare_volumes()?;
     args.container.check(&args.options)?;
-    let defaults = command::container_env(&hostname, args.options.terminal());
+    let defaults = image::environment(
+        command::container_env(&hostname, args.options.terminal()),
+        &image,
+    );
     let env = args.container.environment(defaults)?;
 
     // -d: the process splits here, before anything exists that either half
@@ -110,6 +113,7 @@ fn run(mut args: RunArgs) -> Result<Exit> {
     let mut config = InitConfig::new(args.options.trace, hostname, argv);
     config.env = env;
     args.container.configure(&mut config);
+    image::default_workdir(&mut config, &image);
 
     // The cgroup exists, limits and all, before init exists.
     let hierarchy = Hierarchy::detect()?;

@@ -24,7 +24,7 @@ use minibox::lock::ContainerLock;
 use minibox::network::{self, Plan};
 use minibox::process::{self, Exit, Spawn};
 use minibox::sync::RunLink;
-use minibox::{command, mounts, namespaces, rootfs, trace, volumes};
+use minibox::{command, image, mounts, namespaces, rootfs, trace, volumes};
 use std::convert::Infallible;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
@@ -88,7 +88,10 @@ fn run(mut args: RunArgs) -> Result<Exit> {
     args.image.prepare_volumes()?;
     args.container.check(&args.options)?;
     args.network.check()?;
-    let defaults = command::container_env(&hostname, args.options.terminal());
+    let defaults = image::environment(
+        command::container_env(&hostname, args.options.terminal()),
+        &image,
+    );
     let env = args.container.environment(defaults)?;
 
     // -d: the process splits here, before anything exists that either half
@@ -124,6 +127,7 @@ fn run(mut args: RunArgs) -> Result<Exit> {
     let mut config = InitConfig::new(args.options.trace, hostname, argv);
     config.env = env;
     args.container.configure(&mut config);
+    image::default_workdir(&mut config, &image);
 
     // The cgroup exists, limits and all, before init exists.
     let hierarchy = Hierarchy::detect()?;

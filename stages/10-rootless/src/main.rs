@@ -28,7 +28,7 @@ use minibox::security::sealed::SealedBinary;
 use minibox::security::{self, masks, users};
 use minibox::sync::RunLink;
 use minibox::userns::{self, UsernsOptions};
-use minibox::{command, mounts, namespaces, rootfs, trace, volumes};
+use minibox::{command, image, mounts, namespaces, rootfs, trace, volumes};
 use std::convert::Infallible;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
@@ -97,7 +97,10 @@ fn run(mut args: RunArgs) -> Result<Exit> {
     let mut user_namespace = args.userns.user_namespace()?;
     userns::rootless_network(&mut args.network)?;
     args.network.check()?;
-    let defaults = command::container_env(&hostname, args.options.terminal());
+    let defaults = image::environment(
+        command::container_env(&hostname, args.options.terminal()),
+        &image,
+    );
     let env = args.container.environment(defaults)?;
 
     // -d: the process splits here, before anything exists that either half
@@ -133,6 +136,7 @@ fn run(mut args: RunArgs) -> Result<Exit> {
     let mut config = InitConfig::new(args.options.trace, hostname, argv);
     config.env = env;
     args.container.configure(&mut config);
+    image::default_workdir(&mut config, &image);
 
     // The cgroup exists, limits and all, before init exists.
     let hierarchy = Hierarchy::detect()?;
