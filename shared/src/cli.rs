@@ -369,6 +369,11 @@ impl ContainerOptions {
                 "-d runs in the background: it does not mix with -i".into(),
             ));
         }
+        if self.detach && run.trace == TraceMode::Step {
+            return Err(Error::Usage(
+                "-d runs in the background: --trace step needs run in the foreground".into(),
+            ));
+        }
         self.terminal = run.stdio.tty;
         Ok(())
     }
@@ -529,6 +534,8 @@ pub fn parse<C: Parser>() -> C {
 /// and its code. When a syscall failed, the trace up to the failed step
 /// (with its errno) is drawn first; bad input gets the one line alone.
 pub fn finish_run(result: anyhow::Result<Exit>) -> ExitCode {
+    // `--trace step`: no more pauses, and the fifo goes.
+    trace::finish();
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(err) => {

@@ -145,14 +145,22 @@ impl Drop for ContainerLock {
 
 /// The lock every state change that reads others' state happens under.
 #[derive(Debug)]
-pub struct StateLock(#[allow(dead_code)] FileLock);
+pub struct StateLock {
+    _lock: FileLock,
+    // `--trace step` does not pause while this lock is held: `ps` in the
+    // presenter's second terminal waits for it.
+    _no_pause: crate::trace::NoPause,
+}
 
 impl StateLock {
     pub fn acquire() -> Result<StateLock> {
         let dir = paths::ensure_runtime_root()?;
         let lock = FileLock::acquire(&dir.join("state.lock"), true)?
             .ok_or_else(|| Error::Protocol("a blocking lock returned without the lock".into()))?;
-        Ok(StateLock(lock))
+        Ok(StateLock {
+            _lock: lock,
+            _no_pause: crate::trace::NoPause::new(),
+        })
     }
 }
 

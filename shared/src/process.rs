@@ -506,6 +506,12 @@ impl InitProcess {
                     crate::console::set_initial_window_size(master.as_fd(), self.console_input);
                     self.console = Some(master);
                 }
+                Msg::Step(event) => {
+                    trace::record_and_pause(event);
+                    // If init died meanwhile, the EOF and waitpid below
+                    // tell how; a failed Resume has nothing to add.
+                    let _ = self.channel.send(&Msg::Resume);
+                }
                 Msg::ReadyToExec => {
                     trace::flush();
                     // The last moment a Ctrl-C means "do not start". From

@@ -10,6 +10,9 @@
 //! ```text
 //! run  → init  Config{part,last}     stages 01–02: init's config, in parts
 //! init → run   Event(..)             one per traced step
+//! init → run   Step(..)              one per step with `--trace step`: init
+//! run  → init  Resume                  waits for Resume, sent when the
+//!                                      presenter lets the step go
 //! init → run   ReadyToExec           everything is set up; may I exec?
 //! run  → init  Go                    yes (run has drawn the trace, placed the cgroup, …)
 //! init → run   Console + fd          stage 07 on, `-t`: the terminal's master (SCM_RIGHTS)
@@ -41,6 +44,10 @@ pub enum Msg {
         part: String,
         last: bool,
     },
+    /// A step of init under `--trace step`: init waits for [`Msg::Resume`].
+    Step(Event),
+    /// run → init: the presenter has let the last step go.
+    Resume,
     ReadyToExec,
     Go,
     /// Stage 10, the child: "I am in a new user namespace: write my maps".
@@ -222,11 +229,37 @@ static RUN_LINK_FD: AtomicI32 = AtomicI32::new(-1);
 /// init) to run, which draws them.
 pub struct ForwardSink {
     fd: RawFd,
+    /// `--trace step`: the process that waits for run's word after each
+    /// step (a child it forks, the `--init` reaper's, does not).
+    stepping: Option<u32>,
 }
 
 impl ForwardSink {
     pub fn new(fd: RawFd) -> ForwardSink {
-        ForwardSink { fd }
+        ForwardSink { fd, stepping: None }
+    }
+
+    /// init under `--trace step`: after each step, wait until run resumes us.
+    pub fn stepping(fd: RawFd) -> ForwardSink {
+        ForwardSink {
+            fd,
+            stepping: Some(std::process::id()),
+        }
+    }
+
+    /// Wait for `Resume`. What else arrives meanwhile (stage 05's `Go`, sent
+    /// while run had not yet read our step) is kept for init's next
+    /// [`RunLink`] read, in order.
+    fn wait_for_resume(&self) {
+        loop {
+            match recv_on(self.fd) {
+                Ok(Some(Msg::Resume)) => return,
+                Ok(Some(other)) => early().push_back(other),
+                // run is gone (or the socket broke): nothing to wait for.
+                // The next read of the conversation reports it.
+                Ok(None) | Err(_) => return,
+            }
+        }
     }
 }
 
@@ -234,7 +267,31 @@ impl Sink for ForwardSink {
     fn event(&mut self, event: Event) {
         // If run is gone there is nobody to tell; the step's own result
         // still decides what init does next.
-        let _ = send_on(self.fd, &Msg::Event(event));
+        if self.stepping == Some(std::process::id()) {
+            if send_on(self.fd, &Msg::Step(event)).is_ok() {
+                self.wait_for_resume();
+            }
+        } else {
+            let _ = send_on(self.fd, &Msg::Event(event));
+        }
+    }
+}
+
+/// Messages from run that arrived while init waited for a `Resume`.
+static EARLY: std::sync::Mutex<std::collections::VecDeque<Msg>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+fn early() -> std::sync::MutexGuard<'static, std::collections::VecDeque<Msg>> {
+    EARLY.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// init's next message from run: one kept while it waited for a `Resume`
+/// first, else the socket's next.
+fn recv_in_init(fd: RawFd) -> Result<Option<Msg>> {
+    let kept = early().pop_front();
+    match kept {
+        Some(msg) => Ok(Some(msg)),
+        None => recv_on(fd),
     }
 }
 
@@ -306,15 +363,20 @@ impl RunLink {
         Ok(config)
     }
 
-    /// With `--trace off` run shows nothing, so init stops sending.
+    /// With `--trace off` run shows nothing, so init stops sending; with
+    /// `--trace step` init waits for run's word after each step.
     pub fn follow_trace_mode(&self, config: &InitConfig) {
-        if config.trace == trace::TraceMode::Off {
-            trace::set_sink("init", None);
+        match config.trace {
+            trace::TraceMode::Off => trace::set_sink("init", None),
+            trace::TraceMode::Step => {
+                trace::set_sink("init", Some(Box::new(ForwardSink::stepping(self.fd))))
+            }
+            trace::TraceMode::Tree | trace::TraceMode::Json => {}
         }
     }
 
     fn recv(&self) -> Result<Option<Msg>> {
-        recv_on(self.fd)
+        recv_in_init(self.fd)
     }
 
     /// Block until run says go (stage 05: after it has placed us in our cgroup).
@@ -369,7 +431,7 @@ pub fn recv_from_run() -> Result<Option<Msg>> {
     if fd < 0 {
         return Err(Error::Protocol("not connected to run".into()));
     }
-    recv_on(fd)
+    recv_in_init(fd)
 }
 
 /// The next message from run, and the fd it carries, if any

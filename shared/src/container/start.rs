@@ -133,6 +133,7 @@ fn trace_name(mode: TraceMode) -> &'static str {
         TraceMode::Tree => "tree",
         TraceMode::Json => "json",
         TraceMode::Off => "off",
+        TraceMode::Step => "step",
     }
 }
 

@@ -124,6 +124,8 @@ fn dir() -> Result<PathBuf> {
 /// The ledger, locked for as long as the guard lives.
 pub struct Locked {
     _lock: FileLock,
+    // Other runs wait for the ledger: `--trace step` must not pause on it.
+    _no_pause: crate::trace::NoPause,
     pub ledger: Ledger,
 }
 
@@ -143,6 +145,7 @@ impl Locked {
         };
         Ok(Locked {
             _lock: lock,
+            _no_pause: crate::trace::NoPause::new(),
             ledger,
         })
     }

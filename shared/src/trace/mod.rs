@@ -18,6 +18,7 @@
 //! that a SIGKILL or a Ctrl-C at any step leaves nothing `cleanup` cannot
 //! remove. Release builds compile it out.
 
+pub mod stepper;
 pub mod tree;
 
 use crate::error::{Error, Result};
@@ -40,6 +41,9 @@ pub enum TraceMode {
     Json,
     /// Nothing.
     Off,
+    /// The presenter's stepper: each step as it happens, and after each one
+    /// run (and init) wait until `just next` says go on.
+    Step,
 }
 
 /// One step, as sent between processes and printed in `json` mode.
@@ -74,6 +78,11 @@ pub trait Sink: Send {
     fn flush(&mut self) {}
     /// init's host pid is known: the tree shows it in init's header.
     fn init_started(&mut self, _host_pid: i32) {}
+    /// The step just taken may be looked at: wait here if the sink says so
+    /// (only the stepper does).
+    fn pause(&mut self) {}
+    /// The process is done: let go of whatever the sink made.
+    fn finish(&mut self) {}
 }
 
 /// Prints one JSON object per event on stderr, as it happens.
@@ -119,6 +128,19 @@ pub fn start_as(actor: &'static str, mode: TraceMode) {
         TraceMode::Tree => Some(Box::new(TreeSink::default())),
         TraceMode::Json => Some(Box::new(JsonSink)),
         TraceMode::Off => None,
+        TraceMode::Step => match stepper::StepSink::new() {
+            Ok(sink) => Some(Box::new(sink)),
+            // Asked to stop at every step and unable to: going on without
+            // stopping would race past what the presenter wants to show.
+            // Nothing exists yet (every verb starts its trace first).
+            Err(err) => {
+                eprintln!(
+                    "{}: --trace step: {err}",
+                    crate::process::program_name()
+                );
+                std::process::exit(crate::error::EXIT_MINIBOX_FAILED.into());
+            }
+        },
     };
     set_sink(actor, sink);
 }
@@ -188,6 +210,55 @@ pub fn record(event: Event) {
     }
 }
 
+/// An event from init that waits for run's word (`--trace step`): record
+/// it, and return when the presenter says go on.
+pub fn record_and_pause(event: Event) {
+    if let Some(sink) = recorder().sink.as_mut() {
+        sink.event(event);
+        sink.pause();
+    }
+}
+
+/// The process is about to end: the stepper removes its fifo.
+pub fn finish() {
+    if let Some(sink) = recorder().sink.as_mut() {
+        sink.finish();
+    }
+}
+
+/// Locks other minibox commands wait for, held by this process now.
+static LOCKS_HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// While one lives, the stepper shows steps without stopping at them: a
+/// lock held through a pause would make `ps` in the presenter's second
+/// terminal wait for `just next` too. Held next to such a lock
+/// ([`crate::lock::StateLock`], the address ledger's).
+#[derive(Debug)]
+pub struct NoPause(());
+
+impl NoPause {
+    pub fn new() -> NoPause {
+        LOCKS_HELD.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        NoPause(())
+    }
+}
+
+impl Default for NoPause {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NoPause {
+    fn drop(&mut self) {
+        LOCKS_HELD.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn pauses_allowed() -> bool {
+    LOCKS_HELD.load(std::sync::atomic::Ordering::SeqCst) == 0
+}
+
 /// Draw every event recorded so far (tree mode) and start a new batch.
 ///
 /// run calls this when init is about to exec, and once more at the end.
@@ -211,6 +282,7 @@ fn emit_own(step: String, result: Option<String>, errno: Option<Errno>) {
             error: errno.map(|e| e.desc().to_string()),
             t_us: monotonic_us(),
         });
+        sink.pause();
     }
     drop(recorder);
     #[cfg(debug_assertions)]

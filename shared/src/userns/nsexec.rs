@@ -78,6 +78,11 @@ pub(crate) fn spawn(
     let grandchild = loop {
         match run_end.recv()? {
             Some(Msg::Event(event)) => trace::record(event),
+            Some(Msg::Step(event)) => {
+                trace::record_and_pause(event);
+                // A child that died meanwhile is reported by the EOF below.
+                let _ = run_end.send(&Msg::Resume);
+            }
             Some(Msg::UsernsReady) => {
                 maps::write(child.as_raw(), &userns.maps)?;
                 // The maps exist now, so an idmapped mount can use them.
