@@ -103,6 +103,42 @@ student N *FLAGS:
     cargo build --workspace
     echo "next: cd build/student-{{N}} && just check {{N}}   (chapter: docs/src/student-mode.md)"
 
+# Presenter's stepper: let a `run --trace step` go on by one step (`just next 5`: five; `just next go`: to the end); the newest stepped run, or the one whose pid follows
+next *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    count=1; word=x; pid=""
+    case "${1:-1}" in
+        go) word=g ;;
+        *[!0-9]*|0) echo "error: just next [N|go] [PID]: N is a number of steps" >&2; exit 2 ;;
+        *) count=${1:-1} ;;
+    esac
+    [ $# -lt 2 ] || pid=$2
+    # The runs' own rule (shared/src/paths.rs): MINIBOX_ROOT moves everything;
+    # root's runs (`just stage` uses sudo) keep theirs in /run/minibox.
+    {{sudo}} bash -s -- "$count" "$word" "$pid" <<'SCRIPT'
+    set -euo pipefail
+    count=$1 word=$2 pid=$3
+    if [ -n "${MINIBOX_ROOT:-}" ]; then dir=$MINIBOX_ROOT/run/step
+    elif [ "$(id -u)" = 0 ]; then dir=/run/minibox/step
+    else dir=${XDG_RUNTIME_DIR:+$XDG_RUNTIME_DIR/minibox}; dir=${dir:-/tmp/minibox-$(id -u)}/step
+    fi
+    bytes=$(printf "%${count}s" "" | tr " " "$word")
+    # Each stepped run reads the fifo named after its pid; newest first.
+    for candidate in ${pid:-$(ls -t "$dir" 2>/dev/null)}; do
+        fifo=$dir/$candidate
+        [ -p "$fifo" ] || continue
+        if [ ! -d "/proc/$candidate" ]; then rm -f "$fifo"; continue; fi # its run was killed
+        # The run holds its fifo open, so this write does not block; the
+        # timeout covers a run that ends right now.
+        timeout 5 bash -c 'printf %s "$1" > "$0"' "$fifo" "$bytes"
+        if [ "$word" = g ]; then echo "run $candidate: on to the end"; else echo "run $candidate: $count step(s) on"; fi
+        exit 0
+    done
+    echo "error: no run is waiting at a step${pid:+ with pid $pid} (start one with --trace step; fifos: $dir)" >&2
+    exit 1
+    SCRIPT
+
 # Show what stage M adds to stage N: the diff of the lessons (main.rs) and the library items M starts using
 diff N M:
     python3 tests/tools/lesson_diff.py {{N}} {{M}}
