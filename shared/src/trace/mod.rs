@@ -134,10 +134,7 @@ pub fn start_as(actor: &'static str, mode: TraceMode) {
             // stopping would race past what the presenter wants to show.
             // Nothing exists yet (every verb starts its trace first).
             Err(err) => {
-                eprintln!(
-                    "{}: --trace step: {err}",
-                    crate::process::program_name()
-                );
+                eprintln!("{}: --trace step: {err}", crate::process::program_name());
                 std::process::exit(crate::error::EXIT_MINIBOX_FAILED.into());
             }
         },
