@@ -513,3 +513,51 @@ pub fn report_failure(message: String, exit_code: u8) -> bool {
     let fd = RUN_LINK_FD.load(Ordering::SeqCst);
     fd >= 0 && send_on(fd, &Msg::Failed { message, exit_code }).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(step: &str) -> Event {
+        Event {
+            actor: "init".into(),
+            pid: 1,
+            step: step.into(),
+            result: None,
+            errno: None,
+            error: None,
+            t_us: 0,
+        }
+    }
+
+    /// A stepping init that gets `Go` while it waits for `Resume` (stage 05:
+    /// run sends it before it has read init's step) keeps it for its next
+    /// read, and goes on only at `Resume`.
+    #[test]
+    fn a_stepping_init_keeps_what_arrives_before_resume() {
+        let (run_end, init) = socket::socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let run = run_end.as_raw_fd();
+        send_on(run, &Msg::Go).unwrap();
+        send_on(run, &Msg::Resume).unwrap();
+        let mut sink = ForwardSink::stepping(init.as_raw_fd());
+        sink.event(event("sethostname(\"x\")"));
+        // run got the step as a Step, not an Event: it must answer.
+        assert!(
+            matches!(recv_on(run).unwrap(), Some(Msg::Step(e)) if e.step.starts_with("sethostname"))
+        );
+        // The Go that came first is init's next message.
+        assert!(matches!(
+            recv_in_init(init.as_raw_fd()).unwrap(),
+            Some(Msg::Go)
+        ));
+        // A sink that does not step sends plain events and waits for nothing.
+        ForwardSink::new(init.as_raw_fd()).event(event("mount"));
+        assert!(matches!(recv_on(run).unwrap(), Some(Msg::Event(_))));
+    }
+}
