@@ -537,6 +537,9 @@ impl InitProcess {
             trace::flush();
             return Err(Error::Init { message, exit_code });
         }
+        // The command runs: `--trace step` stops here. A pause from now on
+        // would only hold up the container's terminal (run relays it).
+        trace::finish();
         trace::flush();
         Ok(())
     }

@@ -274,9 +274,21 @@ fn every_stage_pauses_run_and_init(stage: &str) {
         "{stage}: no pause after init's sethostname:\n{}",
         run.seen.join("\n")
     );
+    // The last stop is before the command's execve: once it runs, run's
+    // own steps (waitpid, …) are shown without stopping.
+    let last_stop = run
+        .seen
+        .iter()
+        .rposition(|l| l.starts_with("⏸ paused at step "))
+        .expect("stops");
     assert!(
-        paused_after(", [\"sh\", \"-c\", \"exit 5\"])"),
-        "{stage}: no pause before the command runs:\n{}",
+        run.seen[last_stop - 1].contains(", [\"sh\", \"-c\", \"exit 5\"])"),
+        "{stage}: the last stop should be before the command runs:\n{}",
+        run.seen.join("\n")
+    );
+    assert!(
+        run.seen[last_stop..].iter().any(|l| l.contains("waitpid(")),
+        "{stage}: waitpid shown after the last stop:\n{}",
         run.seen.join("\n")
     );
 }

@@ -81,7 +81,8 @@ pub trait Sink: Send {
     /// The step just taken may be looked at: wait here if the sink says so
     /// (only the stepper does).
     fn pause(&mut self) {}
-    /// The process is done: let go of whatever the sink made.
+    /// No more pauses (the command runs, or the process ends): let go of
+    /// whatever the sink made.
     fn finish(&mut self) {}
 }
 
@@ -216,7 +217,8 @@ pub fn record_and_pause(event: Event) {
     }
 }
 
-/// The process is about to end: the stepper removes its fifo.
+/// The container's command runs, or the process is about to end: the
+/// stepper stops pausing and removes its fifo.
 pub fn finish() {
     if let Some(sink) = recorder().sink.as_mut() {
         sink.finish();

@@ -19,6 +19,8 @@
 //! run's `Msg::Resume`, which run sends once the presenter has let that step
 //! go (see `sync`). So only run reads the fifo, and the steps of both
 //! processes come one at a time, in the order the trace shows them.
+//! Stepping ends when the command runs: run's later steps (relaying a
+//! terminal, waitpid) are shown without stops.
 
 use super::{outcome, tree, Event, Sink};
 use crate::error::{Error, Result};
