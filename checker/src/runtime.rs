@@ -68,7 +68,7 @@ const OCI_NO_USERNS: &str = "the checker's bundle, like docker's default, has no
 const OCI_NOT_APPLICABLE: [(&str, &str); 15] = [
     (
         "09.seccomp",
-        "the checker's bundle carries no seccomp profile: docker's default profile is the engine's to add, runc applies what config.json gives it",
+        "the checker's bundle carries no seccomp profile: docker's default profile is the engine's to add, the OCI runtime applies what config.json gives it",
     ),
     ("07.detach", OCI_LIFECYCLE),
     ("07.ps", OCI_LIFECYCLE),

@@ -771,6 +771,8 @@ fn the_book_names_every_check() {
         "minibox_04_at_stage_05",
         "matrix",
         "runc_at_stage_10",
+        "crun_at_stage_10",
+        "podman_at_stage_10",
         "bwrap_at_stage_09",
     ] {
         assert!(
