@@ -306,3 +306,66 @@ fn minibox(n: u8, bin_dir: &Path) -> Result<Runtime> {
         refuses_hybrid_cgroups: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Values;
+    use std::ffi::OsString;
+
+    /// The podman preset keeps every path podman writes under `{state}`
+    /// and its cgroups under the checker's (an absolute parent, as
+    /// podman's cgroupfs manager wants), and gives the rootfs as an overlay.
+    #[test]
+    fn the_podman_preset_keeps_its_state_in_the_run() {
+        let podman = Runtime::resolve(Some("podman"), 10, Path::new("/nonexistent"))
+            .expect("the podman preset resolves");
+        podman
+            .template
+            .validate_for_run()
+            .expect("the podman preset runs the probe");
+        let values = Values {
+            rootfs: "/w/rootfs".into(),
+            state: "/w/state".into(),
+            cgroup_parent: "minibox-check-1".into(),
+            probe_inside: "/probe".into(),
+            probe_args: vec!["report".into()],
+            ..Values::default()
+        };
+        let argv = podman.template.expand(&values).expect("expands");
+        let after = |flag: &str| -> Option<&OsString> {
+            argv.iter()
+                .position(|a| a == flag)
+                .and_then(|i| argv.get(i + 1))
+        };
+        for (flag, want) in [
+            ("--root", "/w/state/root"),
+            ("--runroot", "/w/state/run"),
+            ("--tmpdir", "/w/state/tmp"),
+            ("--network-config-dir", "/w/state/net"),
+            ("--cgroup-parent", "/minibox-check-1"),
+            ("--network", "none"),
+            ("--rootfs", "/w/rootfs:O"),
+        ] {
+            assert_eq!(after(flag), Some(&OsString::from(want)), "{flag}");
+        }
+        assert_eq!(argv[0], "unshare");
+        assert!(argv.ends_with(&["/probe".into(), "report".into()]));
+        assert!(podman.not_applicable("08.net-eth0").is_some());
+        assert!(podman.not_applicable("09.seccomp").is_none());
+    }
+
+    /// Only crun is known to refuse hybrid cgroup hosts.
+    #[test]
+    fn only_crun_refuses_hybrid_cgroups() {
+        let dir = Path::new("/nonexistent");
+        for (preset, refuses) in [("crun", true), ("runc", false), ("podman", false)] {
+            let runtime = Runtime::resolve(Some(preset), 4, dir).expect("resolves");
+            assert_eq!(
+                runtime.refuses_hybrid_cgroups.is_some(),
+                refuses,
+                "{preset}"
+            );
+        }
+    }
+}
