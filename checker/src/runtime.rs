@@ -197,8 +197,11 @@ fn oci(tool: &str) -> Result<Runtime> {
 /// would otherwise write into (`/etc/hosts`, `/run/.containerenv`).
 /// `--runtime runc`: crun refuses hybrid cgroup hosts, runc works on every
 /// mode. The ulimits are given because podman's defaults (nofile 1048576)
-/// can exceed what the checker itself may have.
-pub const PODMAN: &str = "unshare --mount --propagation private -- sh -c 'mount -t tmpfs -o mode=0755 minibox-check /run && mount -t tmpfs -o mode=1777 minibox-check /dev/shm && exec \"$@\"' sh podman --root {state}/root --runroot {state}/run --tmpdir {state}/tmp --network-config-dir {state}/net --cgroup-manager cgroupfs --events-backend file --runtime runc run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --hostname {hostname} --memory {memory} --memory-swap {memory} --pids-limit {pids} --cgroup-parent /{cgroup_parent} -v {volume_rw}:/vol/rw -v {volume_ro}:/vol/ro:ro --rootfs {rootfs}:O {cmd}";
+/// can exceed what the checker itself may have. podman runs in `{state}`
+/// (`cd`): conmon writes a file `oom` into its working directory when the
+/// container is OOM-killed (the hog scenario), which would otherwise be
+/// wherever the checker was started.
+pub const PODMAN: &str = "unshare --mount --propagation private -- sh -c 'mount -t tmpfs -o mode=0755 minibox-check /run && mount -t tmpfs -o mode=1777 minibox-check /dev/shm && cd \"$1\" && shift && exec \"$@\"' sh {state} podman --root {state}/root --runroot {state}/run --tmpdir {state}/tmp --network-config-dir {state}/net --cgroup-manager cgroupfs --events-backend file --runtime runc run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --hostname {hostname} --memory {memory} --memory-swap {memory} --pids-limit {pids} --cgroup-parent /{cgroup_parent} -v {volume_rw}:/vol/rw -v {volume_ro}:/vol/ro:ro --rootfs {rootfs}:O {cmd}";
 
 const PODMAN_LIFECYCLE: &str = "the preset runs each podman command in a mount namespace of its own with a throwaway /run (so nothing of podman stays on the machine): a detached container's runc state does not outlive the command that started it";
 
@@ -350,6 +353,13 @@ mod tests {
             assert_eq!(after(flag), Some(&OsString::from(want)), "{flag}");
         }
         assert_eq!(argv[0], "unshare");
+        // The shell's $1, the directory podman (and conmon) run in: the
+        // word before podman itself.
+        let podman_at = argv.iter().position(|a| a == "podman");
+        assert_eq!(
+            podman_at.and_then(|i| argv.get(i - 1)),
+            Some(&OsString::from("/w/state"))
+        );
         assert!(argv.ends_with(&["/probe".into(), "report".into()]));
         assert!(podman.not_applicable("08.net-eth0").is_some());
         assert!(podman.not_applicable("09.seccomp").is_none());

@@ -560,7 +560,31 @@ fn podman_passes_through_10_and_leaves_nothing_on_the_machine() {
         .copied()
         .filter(|p| std::fs::symlink_metadata(p).is_err())
         .collect();
-    let (code, json) = check_json(&["10", "--runtime", "podman"]);
+    // Run from an empty directory, which must stay empty: conmon writes
+    // an `oom` file into its working directory when a container is
+    // OOM-killed (the hog scenario), so the preset runs podman elsewhere.
+    let cwd = std::env::temp_dir().join(format!("minibox-check-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&cwd).expect("create an empty working directory");
+    let out = checker()
+        .current_dir(&cwd)
+        .args(["10", "--runtime", "podman", "--json"])
+        .output()
+        .expect("run minibox-check");
+    let code = out.status.code().unwrap_or(-1);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let left: Vec<_> = std::fs::read_dir(&cwd)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&cwd);
+    assert!(
+        left.is_empty(),
+        "the podman preset wrote {left:?} into the checker's working directory"
+    );
     assert!(
         !json["runs"][0]["probe"].is_null(),
         "podman did not run the probe: {json:#}"
