@@ -36,6 +36,12 @@ pub fn is_cgroup2(path: &str) -> bool {
     ret == 0 && buf.f_type as i64 == CGROUP2_SUPER_MAGIC
 }
 
+/// Whether the host is hybrid: v1 hierarchies under a tmpfs at
+/// /sys/fs/cgroup, and cgroup2 at /sys/fs/cgroup/unified.
+pub fn is_hybrid() -> bool {
+    !is_cgroup2(CGROUP_ROOT) && is_cgroup2(&format!("{CGROUP_ROOT}/unified"))
+}
+
 /// The cgroup2 hierarchy: `/sys/fs/cgroup` on v2, `/sys/fs/cgroup/unified`
 /// on a hybrid host, none on pure v1.
 pub fn v2_root() -> Option<PathBuf> {

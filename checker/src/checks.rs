@@ -217,9 +217,15 @@ pub fn grade(stage: u8, ctx: &Context<'_>) -> Vec<Graded> {
         .iter()
         .filter(|c| c.stage <= stage)
         .map(|check| {
-            let outcome = match ctx.runtime.not_applicable(check.id) {
-                Some(why) => skip(format!("not applicable to {}: {why}", ctx.runtime.label)),
-                None => (check.grade)(ctx),
+            let outcome = match (&ctx.obs.not_here, ctx.runtime.not_applicable(check.id)) {
+                (Some(why), _) => skip(format!(
+                    "not applicable to {} on this host: {why}",
+                    ctx.runtime.label
+                )),
+                (None, Some(why)) => {
+                    skip(format!("not applicable to {}: {why}", ctx.runtime.label))
+                }
+                (None, None) => (check.grade)(ctx),
             };
             let chapter = STAGES[usize::from(check.stage - 1)].chapter;
             let hint = (outcome.status == Status::Fail).then(|| {

@@ -43,7 +43,7 @@ struct Cli {
     /// The stage to check, 1 to 10 (its checks and those of every stage below)
     #[arg(value_parser = parse_stage, value_name = "STAGE")]
     stage: u8,
-    /// A preset (minibox, minibox:N, runc, crun, bwrap) or a template such as
+    /// A preset (minibox, minibox:N, runc, crun, podman, bwrap) or a template such as
     /// './my-runtime run {rootfs} {cmd}' [default: minibox, the stage's own binary]
     #[arg(long, value_name = "PRESET|TEMPLATE")]
     runtime: Option<String>,

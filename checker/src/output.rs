@@ -89,7 +89,16 @@ pub fn text(verdict: &Verdict<'_>, color: bool) -> String {
     for warning in &verdict.observations.warnings {
         out.push_str(&format!("warning: {warning}\n"));
     }
+    if let Some(why) = &verdict.observations.not_here {
+        out.push_str(&format!(
+            "{} not applicable on this host: {why}\n",
+            paint.status(Status::Skip)
+        ));
+    }
     for run in verdict.observations.runs() {
+        if verdict.observations.not_here.is_some() {
+            break;
+        }
         if let Some(problem) = run.problem() {
             out.push_str(&format!(
                 "{} the {} run {problem}\n  command: {}\n  hint: {NO_REPORT_HINT}\n",
@@ -129,7 +138,9 @@ pub fn text(verdict: &Verdict<'_>, color: bool) -> String {
         verdict.count(Status::Fail),
         verdict.count(Status::Skip),
     );
-    let result = if verdict.passed() {
+    let result = if verdict.observations.not_here.is_some() {
+        format!("no check applies to {} on this host", runtime.label)
+    } else if verdict.passed() {
         match verdict.stage {
             1 => "every check of stage 01 passes".to_string(),
             n => format!("every check of stages 01–{n:02} passes"),
@@ -233,6 +244,7 @@ pub fn json(verdict: &Verdict<'_>) -> serde_json::Value {
         "cgroups_seen": held,
         "lifecycle": lifecycle,
         "warnings": obs.warnings,
+        "not_applicable_here": obs.not_here,
     })
 }
 

@@ -144,6 +144,9 @@ pub struct Observations {
     pub lifecycle: Option<LifecycleRun>,
     /// Why the bridge scenario could not run here, if it could not.
     pub bridge_problem: Option<String>,
+    /// Why no check applies to the runtime on this host (it refused the
+    /// host's cgroup mode), if none does; nothing more was run.
+    pub not_here: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -212,7 +215,20 @@ impl Session<'_> {
             ..Observations::default()
         };
         let report_args = self.report_args("report");
-        obs.report = Some(self.scenario("report", report_args, "none", false)?);
+        let report = self.scenario("report", report_args, "none", false)?;
+        if let Some(why) = self.settings.runtime.refuses_hybrid_cgroups {
+            if report.problem().is_some() && cgroup::is_hybrid() {
+                let said = report.finished.stderr_tail();
+                obs.not_here = Some(if said.is_empty() {
+                    why.to_string()
+                } else {
+                    format!("{why} (it said: {said})")
+                });
+                obs.report = Some(report);
+                return Ok(obs);
+            }
+        }
+        obs.report = Some(report);
         if stage >= 5 {
             obs.hold = Some(self.hold()?);
             let hog = vec!["hog".into(), HOG_MIB.to_string().into()];

@@ -1,8 +1,8 @@
 //! minibox-check, checked: minibox's stages pass their own stage and fail
 //! the next one where they should; a runtime that uses chroot instead of
-//! pivot_root fails exactly the pivot_root checks; runc, crun and bwrap
-//! are graded for what they do (or skipped, with the reason, where they
-//! cannot run on this machine); the JSON and JUnit outputs are valid.
+//! pivot_root fails exactly the pivot_root checks; runc, crun, podman and
+//! bwrap are graded for what they do (or skipped, with the reason, where
+//! they cannot run on this machine); the JSON and JUnit outputs are valid.
 //!
 //! The checker runs containers, so these tests need root. Without root
 //! they print `SKIPPED <test>: …` and pass; under `CI=true` they fail
@@ -371,10 +371,9 @@ fn unshare_and_chroot_fails_stage_04_with_the_pivot_root_hint() {
 
 /// Whether a peer runtime is installed; if not, the test says so.
 fn installed(test: &str, program: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
-    // Not a failure even under CI: the VMs the suite also runs in have no
-    // peers (the CI machine installs them: runc, crun, bubblewrap).
+    let found = on_path(program);
+    // Not a failure even under CI: the VMs the suite also runs in carry
+    // crun alone (the CI machine installs them all: runc, crun, bubblewrap).
     if !found {
         skipped(test, &format!("{program} is not installed"));
     }
@@ -399,6 +398,40 @@ fn ran_here(test: &str, json: &Value) -> bool {
     false
 }
 
+/// A peer that .ci/run installs and tests/vm/run.sh packs into the VMs
+/// (crun): missing under CI=true is a failure, elsewhere a SKIPPED line.
+fn required(test: &str, program: &str) -> bool {
+    if on_path(program) {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {program} is missing, and CI=true forbids skipping (.ci/run installs it, tests/vm/run.sh packs it)");
+    }
+    skipped(test, &format!("{program} is not installed"));
+    false
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// The checks an OCI runtime run from the checker's bundle is not graded
+/// on (runtime.rs says why): the rest must pass.
+fn oci_not_applicable(id: &str) -> bool {
+    [
+        "03.argv-non-utf8",
+        "06.image-unchanged",
+        "08.net-eth0",
+        "08.net-route",
+        "09.seccomp",
+    ]
+    .contains(&id)
+        || id.starts_with("07.")
+        // The checker's bundle, docker's default, has no user namespace.
+        || id.starts_with("10.")
+}
+
 #[test]
 fn runc_passes_through_04_and_is_graded_for_what_it_does() {
     let test = "runc_passes_through_04_and_is_graded_for_what_it_does";
@@ -412,18 +445,11 @@ fn runc_passes_through_04_and_is_graded_for_what_it_does() {
     assert_eq!(code, 0, "{json:#}");
     let all = statuses(&json);
     for (id, status) in &all {
-        let not_applicable = [
-            "03.argv-non-utf8",
-            "06.image-unchanged",
-            "08.net-eth0",
-            "08.net-route",
-            "09.seccomp",
-        ]
-        .contains(&id.as_str())
-            || id.starts_with("07.")
-            // The checker's bundle, docker's default, has no user namespace.
-            || id.starts_with("10.");
-        let want = if not_applicable { "skip" } else { "pass" };
+        let want = if oci_not_applicable(id) {
+            "skip"
+        } else {
+            "pass"
+        };
         assert_eq!(status, want, "{id}: {}", check(&json, id)["detail"]);
     }
     assert!(check(&json, "07.logs")["detail"]
@@ -442,19 +468,160 @@ fn runc_passes_through_04_and_is_graded_for_what_it_does() {
     );
 }
 
+/// crun 1.8 refuses hybrid cgroup hosts (this build machine): there the
+/// checker marks every check not applicable, with crun's own words, and
+/// exits 0. On pure cgroup v2 (the v2 VM, which carries crun) it is graded
+/// like runc, from the same bundle.
 #[test]
-fn crun_passes_through_04_where_it_runs() {
-    let test = "crun_passes_through_04_where_it_runs";
-    if !root(test) || !installed(test, "crun") {
+fn crun_is_graded_on_pure_cgroups_and_not_applicable_on_hybrid_ones() {
+    let test = "crun_is_graded_on_pure_cgroups_and_not_applicable_on_hybrid_ones";
+    if !root(test) || !required(test, "crun") {
         return;
     }
-    let (code, json) = check_json(&["4", "--runtime", "crun"]);
-    // crun 1.8 refuses hybrid cgroup hosts ("cgroups in hybrid mode not
-    // supported"): a SKIP with crun's own words, never a fake pass.
-    if !ran_here(test, &json) {
-        return;
-    }
+    let (code, json) = check_json(&["10", "--runtime", "crun"]);
     assert_eq!(code, 0, "{json:#}");
+    let all = statuses(&json);
+    if minibox_check::cgroup::is_hybrid() && !json["not_applicable_here"].is_null() {
+        let why = json["not_applicable_here"].as_str().unwrap_or_default();
+        assert!(why.contains("refuses hybrid cgroup hosts"), "{why}");
+        for (id, status) in &all {
+            assert_eq!(status, "skip", "{id}");
+            assert!(check(&json, id)["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("not applicable to crun on this host")));
+        }
+        // Only the first run was tried.
+        assert_eq!(json["runs"].as_array().map(Vec::len), Some(1), "{json:#}");
+        skipped(
+            test,
+            &format!("graded not applicable on this hybrid cgroup host: {why}"),
+        );
+        return;
+    }
+    assert!(json["not_applicable_here"].is_null(), "{json:#}");
+    for (id, status) in &all {
+        let want = if oci_not_applicable(id) {
+            "skip"
+        } else {
+            "pass"
+        };
+        assert_eq!(status, want, "{id}: {}", check(&json, id)["detail"]);
+    }
+    let out = checker()
+        .args(["10", "--runtime", "crun"])
+        .output()
+        .expect("run");
+    // The v2 VM's result, which the book shows.
+    snapshot(
+        "crun_at_stage_10",
+        &redact(&String::from_utf8_lossy(&out.stdout)),
+    );
+}
+
+/// Paths where podman (4.3, as root) keeps state by default, none of which
+/// the preset may touch: its lock table, the CNI lock (taken even with
+/// --network none), CNI leases, network namespaces, libpod's run state,
+/// its storage.
+const PODMAN_HOST_PATHS: [&str; 7] = [
+    "/dev/shm/libpod_lock",
+    "/etc/cni/net.d/cni.lock",
+    "/var/lib/cni",
+    "/run/netns",
+    "/run/libpod",
+    "/run/containers",
+    "/var/lib/containers/storage",
+];
+
+/// podman with runc: docker-like defaults of its own (11 capabilities, its
+/// seccomp profile, an overlay over the rootfs), graded through stage 10;
+/// nothing of it is left on the machine. The VMs carry no podman; under
+/// CI=true on the CI machine, which installs it, missing is a failure.
+#[test]
+fn podman_passes_through_10_and_leaves_nothing_on_the_machine() {
+    let test = "podman_passes_through_10_and_leaves_nothing_on_the_machine";
+    if !root(test) {
+        return;
+    }
+    let in_vm = std::path::Path::new("/vm.env").exists();
+    for program in ["podman", "runc"] {
+        if !on_path(program) {
+            assert!(
+                std::env::var("CI").is_err() || in_vm,
+                "{test}: {program} is missing, and CI=true forbids skipping (.ci/run installs it)"
+            );
+            skipped(test, &format!("{program} is not installed"));
+            return;
+        }
+    }
+    // A path that was absent before must be absent after: podman's own
+    // cleanup would not remove a lock table or a lock file it made.
+    let absent: Vec<&str> = PODMAN_HOST_PATHS
+        .iter()
+        .copied()
+        .filter(|p| std::fs::symlink_metadata(p).is_err())
+        .collect();
+    // Run from an empty directory, which must stay empty: conmon writes
+    // an `oom` file into its working directory when a container is
+    // OOM-killed (the hog scenario), so the preset runs podman elsewhere.
+    let cwd = std::env::temp_dir().join(format!("minibox-check-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&cwd).expect("create an empty working directory");
+    let out = checker()
+        .current_dir(&cwd)
+        .args(["10", "--runtime", "podman", "--json"])
+        .output()
+        .expect("run minibox-check");
+    let code = out.status.code().unwrap_or(-1);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let left: Vec<_> = std::fs::read_dir(&cwd)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&cwd);
+    assert!(
+        left.is_empty(),
+        "the podman preset wrote {left:?} into the checker's working directory"
+    );
+    assert!(
+        !json["runs"][0]["probe"].is_null(),
+        "podman did not run the probe: {json:#}"
+    );
+    assert_eq!(code, 0, "{json:#}");
+    for (id, status) in &statuses(&json) {
+        let not_applicable = ["03.argv-non-utf8", "08.net-eth0", "08.net-route"]
+            .contains(&id.as_str())
+            || id.starts_with("07.")
+            || id.starts_with("10.");
+        let want = if not_applicable { "skip" } else { "pass" };
+        assert_eq!(status, want, "{id}: {}", check(&json, id)["detail"]);
+    }
+    // What podman adds to runc's bundle: its seccomp profile, and the
+    // overlay (`:O`) that keeps the image unchanged.
+    assert_eq!(check(&json, "09.seccomp")["status"], "pass");
+    assert_eq!(check(&json, "06.image-unchanged")["status"], "pass");
+    // podman's 11 capabilities: docker's 14 without MKNOD, NET_RAW and
+    // AUDIT_WRITE.
+    assert_eq!(
+        json["runs"][0]["probe"]["status"]["CapBnd"],
+        "00000000800405fb"
+    );
+    for path in absent {
+        assert!(
+            std::fs::symlink_metadata(path).is_err(),
+            "the podman preset left {path} on the machine"
+        );
+    }
+    let out = checker()
+        .args(["10", "--runtime", "podman"])
+        .output()
+        .expect("run");
+    snapshot(
+        "podman_at_stage_10",
+        &redact(&String::from_utf8_lossy(&out.stdout)),
+    );
 }
 
 /// bubblewrap is a sandbox, not a container runtime: the book shows it as
@@ -628,6 +795,8 @@ fn the_book_names_every_check() {
         "minibox_04_at_stage_05",
         "matrix",
         "runc_at_stage_10",
+        "crun_at_stage_10",
+        "podman_at_stage_10",
         "bwrap_at_stage_09",
     ] {
         assert!(

@@ -88,7 +88,7 @@ cd "$MINIBOX_VM_WORKDIR" || exit 1
 passed=0 failed=0 status=0
 for test in $MINIBOX_VM_TESTS; do
     echo "MINIBOX-VM: running $(basename "$test")"
-    "$test" --test-threads=2 > /tmp/out 2>&1
+    "$test" --test-threads=2 ${MINIBOX_VM_FILTER:+"$MINIBOX_VM_FILTER"} > /tmp/out 2>&1
     rc=$?
     cat /tmp/out
     p=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' /tmp/out | tail -1)
