@@ -116,21 +116,32 @@ fn stage_09_matches_runc_with_dockers_defaults() {
 /// podman with runc, all of its state in a temporary directory and its
 /// cgroup under this test process's own parent; podman's default limits
 /// (nofile 1048576) would exceed this process's, so they are given.
+/// What every podman of these tests runs behind, in a mount namespace of
+/// its own: podman keeps state on the machine beyond `--root` and
+/// `--runroot` (seen with `strace -f`, podman 4.3): runc's in /run/runc,
+/// its lock table in /dev/shm/libpod_lock, image copies in /var/tmp, a
+/// blob cache in /var/lib/containers/cache. Each gets a throwaway tmpfs
+/// (all of /var/lib, so no directory is made on the host either); the
+/// network config (and its lock) goes to the test's directory with
+/// `--network-config-dir`.
+const PODMAN_SANDBOX: &str = "mount -t tmpfs -o mode=0755 minibox-test /run \
+    && mount -t tmpfs -o mode=1777 minibox-test /dev/shm \
+    && mount -t tmpfs -o mode=1777 minibox-test /var/tmp \
+    && mount -t tmpfs -o mode=0755 minibox-test /var/lib";
+
 fn podman_view(podman: &Path, runc: &Path) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     // Under this test process's own cgroup parent, which the next test run
     // removes with the rest of it: podman removes its cgroups only after
     // it has returned.
     let parent = format!("/{}/podman", test_env().cgroup_parent);
-    // In a mount namespace of its own with a fresh /run: podman and the
-    // runc it drives keep state there (/run/libpod, /run/runc, …), which
-    // must not outlive the test on the host.
+    // Behind PODMAN_SANDBOX: nothing of podman's outlives the test.
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--"])
         .args([
             "sh",
             "-c",
-            "mount -t tmpfs -o mode=0755 minibox-test /run && exec \"$@\"",
+            &format!("{PODMAN_SANDBOX} && exec \"$@\""),
             "sh",
         ])
         .arg(podman)
@@ -138,6 +149,11 @@ fn podman_view(podman: &Path, runc: &Path) -> Result<String, String> {
         .arg(dir.path().join("root"))
         .arg("--runroot")
         .arg(dir.path().join("run"))
+        .arg("--tmpdir")
+        .arg(dir.path().join("tmp"))
+        .arg("--network-config-dir")
+        .arg(dir.path().join("net"))
+        .env("TMPDIR", dir.path())
         .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
         .arg("--runtime")
         .arg(runc)
@@ -350,8 +366,10 @@ fn podman_scenario(podman: &Path, runc: &Path, steps: &[Step]) -> Vec<Seen> {
 /// removed at its end.
 fn podman_script(podman: &Path, runc: &Path, dir: &Path, script: &str) {
     let full = format!(
-        "mount -t tmpfs -o mode=0755 minibox-test /run || exit 99\n\
+        "{PODMAN_SANDBOX} || exit 99\n\
+         export TMPDIR=\"$DIR\"\n\
          p() {{ \"$PODMAN\" --root \"$DIR/root\" --runroot \"$DIR/run\" --tmpdir \"$DIR/tmp\" \
+         --network-config-dir \"$DIR/net\" \
          --storage-driver vfs --runtime \"$RUNC\" --cgroup-manager cgroupfs \
          --events-backend file \"$@\"; }}\n\
          {script}\n\
