@@ -286,15 +286,16 @@ fn trace_of_the_three_processes() {
 
 const SUB_START: u32 = 200000;
 
-/// A uid no account on this machine has.
-fn free_uid() -> u32 {
+/// The `nth` uid (from 0) no account on this machine has.
+fn free_uid(nth: usize) -> u32 {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let taken: Vec<u32> = passwd
         .lines()
         .filter_map(|l| l.split(':').nth(2)?.parse().ok())
         .collect();
     (1500..2000)
-        .find(|u| !taken.contains(u))
+        .filter(|u| !taken.contains(u))
+        .nth(nth)
         .expect("a free uid")
 }
 
@@ -308,15 +309,26 @@ impl User {
     /// `minitest` with a 65536-id subordinate range: files for /etc, and a
     /// home (its state root) it owns.
     fn new(subids: bool) -> User {
-        let uid = free_uid();
+        User::nth(0, subids)
+    }
+
+    /// The `nth` such user (`minitest`, `minitest1`, …): a uid and a
+    /// subordinate range of its own, so several can run side by side.
+    fn nth(nth: usize, subids: bool) -> User {
+        let uid = free_uid(nth);
+        let name = match nth {
+            0 => "minitest".to_string(),
+            n => format!("minitest{n}"),
+        };
+        let sub_start = SUB_START + 100_000 * nth as u32;
         let etc = tempfile::tempdir().unwrap();
         let e = etc.path();
         let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-        passwd.push_str(&format!("minitest:x:{uid}:{uid}::/nonexistent:/bin/sh\n"));
+        passwd.push_str(&format!("{name}:x:{uid}:{uid}::/nonexistent:/bin/sh\n"));
         let mut group = std::fs::read_to_string("/etc/group").unwrap();
-        group.push_str(&format!("minitest:x:{uid}:\n"));
+        group.push_str(&format!("{name}:x:{uid}:\n"));
         let sub = if subids {
-            format!("minitest:{SUB_START}:65536\n")
+            format!("{name}:{sub_start}:65536\n")
         } else {
             String::new()
         };
@@ -339,8 +351,18 @@ impl User {
         User { uid, etc, home }
     }
 
+    /// This user's state root (`MINIBOX_ROOT`).
+    fn state(&self) -> PathBuf {
+        self.home.join("minibox")
+    }
+
     /// `10-rootless ARGS…` as this user.
     fn stage(&self, args: &[&str]) -> Output {
+        self.stage_in(&self.state(), args)
+    }
+
+    /// `10-rootless ARGS…` as this user, with `MINIBOX_ROOT` at `root`.
+    fn stage_in(&self, root: &Path, args: &[&str]) -> Output {
         let script = r#"set -e
 for f in passwd group subuid subgid; do
     [ -e /etc/$f ] || { echo "no /etc/$f to bind over" >&2; exit 99; }
@@ -363,7 +385,7 @@ exec setpriv --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
             .env("ETC", self.etc.path())
             .env("RUID", self.uid.to_string())
             .env("HOME", &self.home)
-            .env("MINIBOX_ROOT", self.home.join("minibox"))
+            .env("MINIBOX_ROOT", root)
             .env("NO_COLOR", "1")
             .env_remove("XDG_RUNTIME_DIR")
             .env_remove("MINIBOX_SUBUID")
@@ -515,4 +537,142 @@ fn rootless_import_run_and_remove_files_of_other_container_users() {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// `ps -a` as `user`: the names it lists.
+fn names_seen_by(user: &User) -> Vec<String> {
+    let out = user.stage(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(out.status.success(), "ps -a: {}", stderr(&out));
+    stdout(&out).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_user_sees_and_controls_only_their_own_containers() {
+    require_root!();
+    if !have_rootless_tools() {
+        return;
+    }
+    let alice = User::nth(0, true);
+    let bob = User::nth(1, true);
+    let tag = std::process::id();
+    let (a_name, b_name, r_name) = (
+        format!("alice-{tag}"),
+        format!("bob-{tag}"),
+        format!("root-{tag}"),
+    );
+    let rootfs = default_rootfs().display().to_string();
+    let detached = |name: &str| {
+        [
+            "run", "-d", "--name", name, "--trace", "off", "--rootfs", &rootfs, "sleep", "60",
+        ]
+        .map(str::to_string)
+    };
+    let started = stage_command(STAGE)
+        .args(["run", "-d", "--network", "none", "--name", &r_name])
+        .args(["--trace", "off", "--rootfs", &rootfs, "sleep", "60"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run -d as root");
+    assert!(started.status.success(), "root: {}", stderr(&started));
+    for (user, name) in [(&alice, &a_name), (&bob, &b_name)] {
+        let args = detached(name);
+        let out = user.stage(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+    }
+
+    let seen = (names_seen_by(&alice), names_seen_by(&bob));
+    // Every verb that names bob's container, as alice: not hers to find.
+    let mut refused = Vec::new();
+    for verb in [
+        vec!["stop", "-t", "1"],
+        vec!["rm", "-f"],
+        vec!["exec"],
+        vec!["logs"],
+        vec!["kill"],
+    ] {
+        let mut args = verb.clone();
+        args.push(&b_name);
+        if verb == ["exec"] {
+            args.push("true");
+        }
+        refused.push((verb.join(" "), alice.stage(&args)));
+    }
+    // MINIBOX_ROOT pointed at bob's state, or at root's: refused before
+    // anything is read.
+    let bob_root = bob.state();
+    let pointed_at_bob = [
+        alice.stage_in(&bob_root, &["ps", "-a"]),
+        alice.stage_in(&bob_root, &["stop", "-t", "1", &b_name]),
+        alice.stage_in(&bob_root, &["rm", "-f", &b_name]),
+    ];
+    let pointed_at_root = alice.stage_in(&test_env().root, &["rm", "-f", &r_name]);
+    let run_in_bobs = alice.stage_in(
+        &bob_root,
+        &["run", "--rm", "--trace", "off", "--rootfs", &rootfs, "true"],
+    );
+    // bob's and root's containers are still up after all that.
+    let bob_after = bob.stage(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    let root_after = stage_command(STAGE)
+        .args(["ps", "--format", "{{.Names}}"])
+        .output()
+        .expect("ps as root");
+
+    // Clean up before asserting: a failed assertion leaves nothing running.
+    for (user, name) in [(&alice, &a_name), (&bob, &b_name)] {
+        let out = user.stage(&["rm", "-f", name]);
+        assert!(out.status.success(), "rm -f {name}: {}", stderr(&out));
+    }
+    let removed = stage_command(STAGE)
+        .args(["rm", "-f", &r_name])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("rm -f as root");
+    assert!(removed.status.success(), "{}", stderr(&removed));
+
+    assert_eq!(seen.0, [a_name.clone()], "alice's ps -a");
+    assert_eq!(seen.1, [b_name.clone()], "bob's ps -a");
+    for (verb, out) in refused {
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "alice: {verb} {b_name}: {err}");
+        assert_eq!(
+            err.trim(),
+            format!("10-rootless: no such container: {b_name}"),
+            "alice: {verb}"
+        );
+    }
+    let not_yours = format!(
+        "10-rootless: {} belongs to uid {}, not to you: each user's containers are theirs alone: unset MINIBOX_ROOT or point it at a directory of yours",
+        bob_root.display(),
+        bob.uid
+    );
+    for out in &pointed_at_bob {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+        assert_eq!(stderr(out).trim(), not_yours);
+    }
+    assert_eq!(
+        run_in_bobs.status.code(),
+        Some(125),
+        "{}",
+        stderr(&run_in_bobs)
+    );
+    assert_eq!(stderr(&run_in_bobs).trim(), not_yours);
+    let err = stderr(&pointed_at_root);
+    assert_eq!(pointed_at_root.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("belongs to uid 0, not to you"), "{err}");
+    let bob_after = stdout(&bob_after);
+    assert!(
+        bob_after.starts_with(&format!("{b_name} Up")),
+        "bob's container survived alice: {bob_after}"
+    );
+    assert!(
+        stdout(&root_after).lines().any(|l| l == r_name),
+        "root's container survived alice: {}",
+        stdout(&root_after)
+    );
+    // Nothing of alice's attempts landed in bob's state.
+    let left: Vec<_> = std::fs::read_dir(bob_root.join("containers"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "bob's state after rm: {left:?}");
 }
