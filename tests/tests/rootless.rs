@@ -303,6 +303,9 @@ struct User {
     uid: u32,
     etc: tempfile::TempDir,
     home: PathBuf,
+    /// A cgroup v2 directory the user's commands start in (as a login
+    /// manager puts a session's processes in one).
+    cgroup: Option<PathBuf>,
 }
 
 impl User {
@@ -348,7 +351,12 @@ impl User {
         let home = test_env().root.join(format!("home-{uid}-{n}"));
         std::fs::create_dir_all(&home).unwrap();
         nix::unistd::chown(&home, Some(uid.into()), Some(uid.into())).unwrap();
-        User { uid, etc, home }
+        User {
+            uid,
+            etc,
+            home,
+            cgroup: None,
+        }
     }
 
     /// This user's state root (`MINIBOX_ROOT`).
@@ -368,6 +376,7 @@ for f in passwd group subuid subgid; do
     [ -e /etc/$f ] || { echo "no /etc/$f to bind over" >&2; exit 99; }
     mount --bind "$ETC/$f" /etc/$f
 done
+[ -z "$CGROUP" ] || echo $$ > "$CGROUP/cgroup.procs"
 exec setpriv --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
         let bin = minibox_tests::stage_bin(STAGE);
         std::process::Command::new("unshare")
@@ -384,6 +393,7 @@ exec setpriv --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
             .args(args)
             .env("ETC", self.etc.path())
             .env("RUID", self.uid.to_string())
+            .env("CGROUP", self.cgroup.as_deref().unwrap_or(Path::new("")))
             .env("HOME", &self.home)
             .env("MINIBOX_ROOT", root)
             .env("NO_COLOR", "1")
@@ -494,6 +504,13 @@ fn rootless_refusals_are_one_line_exit_125() {
         assert_eq!(out.status.code(), Some(125), "{flags:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(want), "{flags:?}: {err}");
+    }
+    // Refused before anything was made: no container, no layer.
+    for user in [&without, &with] {
+        let left: Vec<_> = std::fs::read_dir(user.state().join("containers"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "a refused run left {left:?}");
     }
 }
 
@@ -675,4 +692,141 @@ fn a_user_sees_and_controls_only_their_own_containers() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "bob's state after rm: {left:?}");
+}
+
+/// What systemd does for `user@UID.service` (`Delegate=yes`): a cgroup
+/// the user owns, with its `cgroup.procs`, `cgroup.subtree_control` and
+/// `cgroup.threads`, below this test's own parent, and a leaf in it where
+/// the user's commands start. The controllers are the ones systemd
+/// delegates by default (memory and pids; cpu too where offered).
+fn delegate_to(user: &mut User) -> PathBuf {
+    let base = Path::new("/sys/fs/cgroup").join(&test_env().cgroup_parent);
+    std::fs::create_dir_all(&base).expect("mkdir the test's cgroup parent");
+    let write = |file: PathBuf, text: &str| {
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("write {}: {e}", file.display()))
+    };
+    write(base.join("cgroup.subtree_control"), "+memory +pids");
+    let top = base.join(format!("delegated-{}", user.uid));
+    let leaf = top.join("session");
+    for dir in [&top, &leaf] {
+        match std::fs::create_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                panic!("mkdir {}: {e}", dir.display())
+            }
+            _ => {}
+        }
+    }
+    let own = |path: &Path| {
+        nix::unistd::chown(path, Some(user.uid.into()), Some(user.uid.into()))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()))
+    };
+    for path in [
+        top.clone(),
+        top.join("cgroup.procs"),
+        top.join("cgroup.subtree_control"),
+        top.join("cgroup.threads"),
+        leaf.clone(),
+        leaf.join("cgroup.procs"),
+        leaf.join("cgroup.threads"),
+    ] {
+        own(&path);
+    }
+    user.cgroup = Some(leaf);
+    top
+}
+
+#[test]
+fn rootless_limits_apply_in_a_delegated_cgroup_v2_subtree() {
+    require_root!();
+    let mode = cgroup_mode();
+    if mode != "v2" {
+        // Refused here instead: rootless_refusals_are_one_line_exit_125.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "not applicable here: cgroup {mode} has no delegated v2 subtree to give a user; \
+             the cgroup v2 VM runs this test (tests/vm/run.sh --cgroup v2)"
+        );
+        return;
+    }
+    if !have_rootless_tools() {
+        return;
+    }
+    let mut user = User::new(true);
+    let top = delegate_to(&mut user);
+    let name = format!("limited-{}", std::process::id());
+    let rootfs = default_rootfs().display().to_string();
+    let started = user.stage(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--trace",
+        "off",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "20",
+        "--rootfs",
+        &rootfs,
+        "sleep",
+        "60",
+    ]);
+    let pid = user.stage(&["inspect", "--format", "{{.State.Pid}}", &name]);
+    let pid = stdout(&pid).trim().to_string();
+    let host_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    // exec's process joins the same cgroup: the container's processes,
+    // as its own cgroup namespace shows them (PID 1 and the exec'd cat).
+    let inside = user.stage(&[
+        "exec",
+        "--trace",
+        "off",
+        &name,
+        "cat",
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/pids.max",
+        "/sys/fs/cgroup/cgroup.procs",
+    ]);
+    let leaf = host_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::/"))
+        .map(|rel| Path::new("/sys/fs/cgroup").join(rel));
+    let limits = leaf.as_ref().map(|dir| {
+        ["memory.max", "pids.max"].map(|f| {
+            std::fs::read_to_string(dir.join(f)).map_or_else(|e| e.to_string(), |t| t.trim().into())
+        })
+    });
+    let removed = user.stage(&["rm", "-f", &name]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    assert!(removed.status.success(), "{}", stderr(&removed));
+
+    let leaf = leaf.unwrap_or_else(|| panic!("pid {pid:?}: no cgroup v2 line in {host_cgroup:?}"));
+    assert_eq!(
+        leaf.parent(),
+        Some(top.join("minibox").as_path()),
+        "the container's cgroup is below the delegated top"
+    );
+    assert_eq!(
+        limits,
+        Some(["67108864".to_string(), "20".to_string()]),
+        "memory.max and pids.max of {}",
+        leaf.display()
+    );
+    assert!(inside.status.success(), "{}", stderr(&inside));
+    let inside = stdout(&inside);
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[..2], ["67108864", "20"], "{inside}");
+    assert!(
+        lines[2..].contains(&"1"),
+        "PID 1 in the container's cgroup: {inside}"
+    );
+    assert_eq!(lines.len(), 4, "PID 1 and exec's process: {inside}");
+    assert!(!leaf.exists(), "rm -f removed {}", leaf.display());
+    // The delegated cgroup itself holds no process of the container.
+    let procs = std::fs::read_to_string(top.join("cgroup.procs")).unwrap_or_default();
+    assert!(
+        procs.trim().is_empty(),
+        "processes in {}: {procs}",
+        top.display()
+    );
 }
