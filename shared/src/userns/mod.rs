@@ -249,8 +249,11 @@ fn check_delegated(
     for (controller, asked) in needed {
         if asked && !offered.split_whitespace().any(|c| c == controller) {
             return Err(Error::Usage(format!(
-                "the {controller} controller is not delegated to you in /{top} (it offers: {}): ask for fewer limits, or delegate {controller} too (systemd: Delegate= in user@.service)",
-                offered.trim()
+                "the {controller} controller is not delegated to you in /{top} ({}): ask for fewer limits, or delegate {controller} too (systemd: Delegate= in user@.service)",
+                match offered.trim() {
+                    "" => "it offers none".to_string(),
+                    some => format!("it offers {some}"),
+                }
             )));
         }
     }
