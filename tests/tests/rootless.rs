@@ -831,3 +831,51 @@ fn rootless_limits_apply_in_a_delegated_cgroup_v2_subtree() {
         top.display()
     );
 }
+
+#[test]
+fn trace_of_a_rootless_run() {
+    require_root!();
+    if !have_rootless_tools() {
+        return;
+    }
+    let user = User::new(true);
+    let rootfs = default_rootfs().display().to_string();
+    let run = || {
+        user.stage(&[
+            "run", "--rm", "--trace", "tree", "--rootfs", &rootfs, "true",
+        ])
+    };
+    // Once before, as for root's trace: the seccomp cache then exists.
+    let warm = run();
+    assert!(warm.status.success(), "{}", stderr(&warm));
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The user's state root and uid differ from run to run and machine to
+    // machine; the subordinate range is the test's own.
+    let trace = stderr(&out).replace(&user.state().display().to_string(), "[STATE]");
+    let trace = redact_trace(&trace);
+    let trace = regex::Regex::new(&format!(r"\b{}\b", user.uid))
+        .unwrap()
+        .replace_all(&trace, "[UID]")
+        .into_owned();
+    let trace = regex::Regex::new(r#"sethostname\("[0-9a-f]{12}"\)"#)
+        .unwrap()
+        .replace_all(&trace, r#"sethostname("[ID]")"#)
+        .into_owned();
+    let trace = regex::Regex::new(r"(new[ug]idmap) \d+")
+        .unwrap()
+        .replace_all(&trace, "$1 [PID]")
+        .into_owned();
+    // The same three processes as root's; the maps written by the setuid
+    // helpers, since only they may grant the subordinate range.
+    for who in [
+        "run  (pid [PID])",
+        "child  (pid [PID])",
+        "init  (pid 1, host pid [PID])",
+        "newuidmap",
+        "newgidmap",
+    ] {
+        assert!(trace.contains(who), "{who} missing:\n{trace}");
+    }
+    insta::assert_snapshot!(format!("trace_10_rootless_{}", cgroup_mode()), trace);
+}
