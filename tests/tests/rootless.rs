@@ -421,8 +421,12 @@ fn have_rootless_tools() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("util-linux"));
-    let uidmap =
-        Path::new("/usr/bin/newuidmap").exists() && Path::new("/usr/bin/newgidmap").exists();
+    // Looked up in PATH, as minibox runs them: the VMs carry them in /bin.
+    let in_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+    };
+    let uidmap = in_path("newuidmap") && in_path("newgidmap");
     if setpriv && uidmap {
         return true;
     }
