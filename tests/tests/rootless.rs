@@ -377,7 +377,7 @@ for f in passwd group subuid subgid; do
     mount --bind "$ETC/$f" /etc/$f
 done
 [ -z "$CGROUP" ] || echo $$ > "$CGROUP/cgroup.procs"
-exec setpriv --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
+exec "$SETPRIV" --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
         let bin = minibox_tests::stage_bin(STAGE);
         std::process::Command::new("unshare")
             .args([
@@ -393,6 +393,9 @@ exec setpriv --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
             .args(args)
             .env("ETC", self.etc.path())
             .env("RUID", self.uid.to_string())
+            // By path: busybox's sh (the VMs') runs its own applet for a
+            // bare `setpriv`, which has no --reuid.
+            .env("SETPRIV", in_path("setpriv").expect("setpriv in PATH"))
             .env("CGROUP", self.cgroup.as_deref().unwrap_or(Path::new("")))
             .env("HOME", &self.home)
             .env("MINIBOX_ROOT", root)
@@ -412,6 +415,14 @@ exec setpriv --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
     }
 }
 
+/// Where `tool` is in PATH.
+fn in_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|file| file.is_file())
+}
+
 /// The tools a test needs to become an ordinary user and map its ids:
 /// util-linux's setpriv (busybox's has no --reuid) and uidmap's
 /// newuidmap/newgidmap. Missing is a skip said out loud — in the qemu VMs,
@@ -422,11 +433,7 @@ fn have_rootless_tools() -> bool {
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("util-linux"));
     // Looked up in PATH, as minibox runs them: the VMs carry them in /bin.
-    let in_path = |tool: &str| {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
-    };
-    let uidmap = in_path("newuidmap") && in_path("newgidmap");
+    let uidmap = in_path("newuidmap").is_some() && in_path("newgidmap").is_some();
     if setpriv && uidmap {
         return true;
     }
