@@ -379,29 +379,32 @@ done
 [ -z "$CGROUP" ] || echo $$ > "$CGROUP/cgroup.procs"
 exec "$SETPRIV" --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
         let bin = minibox_tests::stage_bin(STAGE);
-        std::process::Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                script,
-                "sh",
-            ])
-            .arg(bin)
-            .args(args)
-            .env("ETC", self.etc.path())
-            .env("RUID", self.uid.to_string())
-            // By path: busybox's sh (the VMs') runs its own applet for a
-            // bare `setpriv`, which has no --reuid.
-            .env("SETPRIV", in_path("setpriv").expect("setpriv in PATH"))
-            .env("CGROUP", self.cgroup.as_deref().unwrap_or(Path::new("")))
-            .env("HOME", &self.home)
-            .env("MINIBOX_ROOT", root)
-            .env("NO_COLOR", "1")
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("MINIBOX_SUBUID")
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(bin)
+        .args(args)
+        .env("ETC", self.etc.path())
+        .env("RUID", self.uid.to_string())
+        // By path: busybox's sh (the VMs') runs its own applet for a
+        // bare `setpriv`, which has no --reuid.
+        .env("SETPRIV", in_path("setpriv").expect("setpriv in PATH"))
+        .env("CGROUP", self.cgroup.as_deref().unwrap_or(Path::new("")))
+        .env("HOME", &self.home)
+        .env("MINIBOX_ROOT", root)
+        .env("NO_COLOR", "1")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("MINIBOX_SUBUID");
+        // A hung run fails its test rather than the whole (VM) run.
+        assert_cmd::Command::from_std(cmd)
+            .timeout(Duration::from_secs(120))
             .output()
             .expect("run unshare")
     }
@@ -591,13 +594,13 @@ fn a_user_sees_and_controls_only_their_own_containers() {
     let rootfs = default_rootfs().display().to_string();
     let detached = |name: &str| {
         [
-            "run", "-d", "--name", name, "--trace", "off", "--rootfs", &rootfs, "sleep", "60",
+            "run", "-d", "--name", name, "--trace", "off", "--rootfs", &rootfs, "sleep", "1000",
         ]
         .map(str::to_string)
     };
     let started = stage_command(STAGE)
         .args(["run", "-d", "--network", "none", "--name", &r_name])
-        .args(["--trace", "off", "--rootfs", &rootfs, "sleep", "60"])
+        .args(["--trace", "off", "--rootfs", &rootfs, "sleep", "1000"])
         .timeout(Duration::from_secs(60))
         .output()
         .expect("run -d as root");
@@ -781,7 +784,7 @@ fn rootless_limits_apply_in_a_delegated_cgroup_v2_subtree() {
         "--rootfs",
         &rootfs,
         "sleep",
-        "60",
+        "1000",
     ]);
     let pid = user.stage(&["inspect", "--format", "{{.State.Pid}}", &name]);
     let pid = stdout(&pid).trim().to_string();
