@@ -660,8 +660,8 @@ fn a_user_sees_and_controls_only_their_own_containers() {
         .expect("rm -f as root");
     assert!(removed.status.success(), "{}", stderr(&removed));
 
-    assert_eq!(seen.0, [a_name.clone()], "alice's ps -a");
-    assert_eq!(seen.1, [b_name.clone()], "bob's ps -a");
+    assert_eq!(seen.0, [a_name.as_str()], "alice's ps -a");
+    assert_eq!(seen.1, [b_name.as_str()], "bob's ps -a");
     for (verb, out) in refused {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "alice: {verb} {b_name}: {err}");
