@@ -63,6 +63,46 @@ pub fn runtime_fallback() -> PathBuf {
     std::env::temp_dir().join(format!("minibox-{}", nix::unistd::geteuid()))
 }
 
+/// An ordinary user's state and runtime roots must be their own. Each
+/// user's containers are theirs alone: their records name processes and
+/// cgroups only that user may signal or change, and `MINIBOX_ROOT` pointed
+/// at another user's (or root's) state must not make them look like
+/// anyone else's. The kernel would refuse the signals and the writes
+/// anyway; this makes the refusal one line, before anything is read. A
+/// root that does not exist yet is fine: nothing is there to see.
+pub fn check_roots_are_mine() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid();
+    if me.is_root() {
+        return Ok(());
+    }
+    for root in [state_root(), runtime_dir()] {
+        // Followed, not lstat'ed: a symlink of one's own to another
+        // user's root is theirs all the same.
+        match fs::metadata(&root) {
+            Ok(meta) if meta.uid() != me.as_raw() => return Err(not_yours(&root, meta.uid())),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The one-line refusal of a root (or a directory below it) that belongs
+/// to someone else, naming the fix for where the path came from.
+fn not_yours(dir: &Path, owner: u32) -> Error {
+    let fix = if std::env::var_os("MINIBOX_ROOT").is_some_and(|r| !r.is_empty()) {
+        "each user's containers are theirs alone: unset MINIBOX_ROOT or point it at a directory of yours"
+    } else if dir.starts_with(runtime_fallback()) {
+        "remove it or set XDG_RUNTIME_DIR"
+    } else {
+        "each user's containers are theirs alone: check XDG_DATA_HOME, XDG_RUNTIME_DIR and HOME"
+    };
+    Error::Usage(format!(
+        "{} belongs to uid {owner}, not to you: {fix}",
+        dir.display()
+    ))
+}
+
 /// A directory directly under the state root (`containers`, `images`, …),
 /// created private along with the root itself.
 pub fn state_dir(name: &str) -> Result<PathBuf> {
@@ -88,6 +128,8 @@ pub fn ensure_runtime_root() -> Result<PathBuf> {
 }
 
 fn ensure_root(root: &Path) -> Result<()> {
+    // Another user's roots are refused by name, whichever is made first.
+    check_roots_are_mine()?;
     if let Some(parent) = root.parent() {
         // The parents (/var/lib, /run, /tmp) are the system's, not ours.
         if !parent.as_os_str().is_empty() && !parent.is_dir() {
@@ -117,15 +159,11 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<()> {
                 )));
             }
             // Someone else's directory (a /tmp/minibox-UID made by another
-            // user) is not ours to keep state in.
+            // user, another user's state root) is not ours to keep state in.
             use std::os::unix::fs::MetadataExt;
             let me = nix::unistd::geteuid().as_raw();
             if me != 0 && meta.uid() != me {
-                return Err(Error::Usage(format!(
-                    "{} belongs to uid {}, not to you: remove it or set XDG_RUNTIME_DIR",
-                    dir.display(),
-                    meta.uid()
-                )));
+                return Err(not_yours(dir, meta.uid()));
             }
             if meta.permissions().mode() & 0o777 & !mode != 0 {
                 set_mode(dir, mode)?;

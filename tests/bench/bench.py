@@ -28,6 +28,11 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
+# Per-command environment on top of the bench's (the rootless row's own
+# state root and home), by command name.
+ENV_FOR = {}
+
+
 def timed(argv, env):
     """Wall time (ms) of one run, and its exit status."""
     start = time.perf_counter_ns()
@@ -44,6 +49,7 @@ def peak_rss(argv, env):
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     proc.stdout.readline()
+    # The rootless row's setpriv execs run: proc.pid is run either way.
     hwm = 0
     for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -124,13 +130,63 @@ def peers(workdir, env):
     # maps written by run, and the image through an idmapped mount.
     cmds["10-rootless --rm --network none"] = [str(REL / "10-rootless"), "run", "--rm", "--network", "none",
                                               "busybox", "/bin/true"]
+    # Stage 10 as an ordinary user (see rootless_user): newuidmap and
+    # newgidmap write the maps, the image is used as it is (host root's
+    # files read as nobody), no cgroup on a v1 machine, network none. The
+    # row includes setpriv's exec, which its own row measures alone.
+    user = rootless_user(workdir)
+    if isinstance(user, str):
+        missing["10-rootless --rm, as a user"] = user
+    else:
+        uid, user_env = user
+        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+        cmds["setpriv (the user row's wrapper)"] = drop + ["/bin/true"]
+        name = "10-rootless --rm, as a user"
+        cmds[name] = drop + [str(REL / "10-rootless"), "run", "--rm", "busybox", "/bin/true"]
+        ENV_FOR[name] = ENV_FOR["setpriv (the user row's wrapper)"] = user_env
     return cmds, missing
+
+
+def rootless_user(workdir):
+    """An ordinary user for stage 10's rootless row, added to no file of
+    the machine's: the bench runs in a mount namespace of its own (see
+    main), where copies of /etc/passwd, group, subuid and subgid with a
+    `minibench` user are bind-mounted over the real ones (newuidmap looks
+    the name up). Returns (uid, its environment), or why it cannot run."""
+    setpriv = subprocess.run(["setpriv", "--version"], capture_output=True, text=True)
+    if setpriv.returncode != 0 or "util-linux" not in setpriv.stdout:
+        return "needs util-linux's setpriv"
+    if not (shutil.which("newuidmap") and shutil.which("newgidmap")):
+        return "needs newuidmap and newgidmap (apt-get install uidmap)"
+    passwd = Path("/etc/passwd").read_text()
+    taken = {int(l.split(":")[2]) for l in passwd.splitlines() if l.count(":") >= 6}
+    uid = next(u for u in range(1500, 2000) if u not in taken)
+    etc = Path(workdir) / "etc"
+    etc.mkdir()
+    files = {"passwd": passwd + f"minibench:x:{uid}:{uid}::/nonexistent:/bin/sh\n",
+             "group": Path("/etc/group").read_text() + f"minibench:x:{uid}:\n",
+             "subuid": "minibench:200000:65536\n", "subgid": "minibench:200000:65536\n"}
+    for name, text in files.items():
+        (etc / name).write_text(text)
+        (etc / name).chmod(0o644)
+        target = Path("/etc") / name
+        if not target.exists():
+            return f"no /etc/{name} to bind a copy over"
+        sh(["mount", "--bind", str(etc / name), str(target)])
+    etc.chmod(0o755)
+    home = Path(workdir) / "home"
+    home.mkdir()
+    os.chown(home, uid, uid)
+    # The bench's directory is root's and private: let the user through.
+    Path(workdir).chmod(0o711)
+    return uid, {"HOME": str(home), "MINIBOX_ROOT": str(home / "minibox"), "XDG_RUNTIME_DIR": ""}
 
 
 def interleaved(cmds, rounds, env):
     samples = {name: [] for name in cmds}
+    envs = {name: {**env, **ENV_FOR.get(name, {})} for name in cmds}
     for name, argv in cmds.items():  # warm caches once
-        _, code = timed(argv, env)
+        _, code = timed(argv, envs[name])
         if code != 0:
             raise SystemExit(f"bench: {name} failed (exit {code}): {' '.join(argv)}")
     order = list(cmds.items())
@@ -138,13 +194,14 @@ def interleaved(cmds, rounds, env):
     for _ in range(rounds):
         shuffle.shuffle(order)
         for name, argv in order:
-            ms, _ = timed(argv, env)
+            ms, _ = timed(argv, envs[name])
             samples[name].append(ms)
     results = {name: summary(s) for name, s in samples.items()}
     for name, argv in cmds.items():
         if name[0].isdigit():  # minibox's own run processes
-            interactive = argv[:2] + ["-i"] + argv[2:]
-            results[name]["run_peak_rss_kib"] = peak_rss(interactive, env)
+            at = argv.index("run") + 1
+            interactive = argv[:at] + ["-i"] + argv[at:]
+            results[name]["run_peak_rss_kib"] = peak_rss(interactive, envs[name])
     return results
 
 
@@ -242,9 +299,12 @@ def main():
     args = parser.parse_args()
     if os.environ.get("MINIBOX_BENCH_NETNS") != "1":
         # Stage 08 makes a bridge, veths and nftables rules: in a network
-        # namespace of the bench's own, never in the machine's.
+        # namespace of the bench's own, never in the machine's. A mount
+        # namespace too, private: the rootless row's /etc copies are
+        # bind-mounted there, and vanish with it.
         os.environ["MINIBOX_BENCH_NETNS"] = "1"
-        os.execvp("unshare", ["unshare", "--net", "--", sys.executable, *sys.argv])
+        os.execvp("unshare", ["unshare", "--net", "--mount", "--propagation", "private", "--",
+                              sys.executable, *sys.argv])
     rounds, step_rounds, counts = (3, 3, [1, 10]) if args.quick else (60, 30, [1, 10, 50])
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="minibox-bench-") as work:

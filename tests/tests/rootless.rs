@@ -286,15 +286,16 @@ fn trace_of_the_three_processes() {
 
 const SUB_START: u32 = 200000;
 
-/// A uid no account on this machine has.
-fn free_uid() -> u32 {
+/// The `nth` uid (from 0) no account on this machine has.
+fn free_uid(nth: usize) -> u32 {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let taken: Vec<u32> = passwd
         .lines()
         .filter_map(|l| l.split(':').nth(2)?.parse().ok())
         .collect();
     (1500..2000)
-        .find(|u| !taken.contains(u))
+        .filter(|u| !taken.contains(u))
+        .nth(nth)
         .expect("a free uid")
 }
 
@@ -302,21 +303,35 @@ struct User {
     uid: u32,
     etc: tempfile::TempDir,
     home: PathBuf,
+    /// A cgroup v2 directory the user's commands start in (as a login
+    /// manager puts a session's processes in one).
+    cgroup: Option<PathBuf>,
 }
 
 impl User {
     /// `minitest` with a 65536-id subordinate range: files for /etc, and a
     /// home (its state root) it owns.
     fn new(subids: bool) -> User {
-        let uid = free_uid();
+        User::nth(0, subids)
+    }
+
+    /// The `nth` such user (`minitest`, `minitest1`, …): a uid and a
+    /// subordinate range of its own, so several can run side by side.
+    fn nth(nth: usize, subids: bool) -> User {
+        let uid = free_uid(nth);
+        let name = match nth {
+            0 => "minitest".to_string(),
+            n => format!("minitest{n}"),
+        };
+        let sub_start = SUB_START + 100_000 * nth as u32;
         let etc = tempfile::tempdir().unwrap();
         let e = etc.path();
         let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-        passwd.push_str(&format!("minitest:x:{uid}:{uid}::/nonexistent:/bin/sh\n"));
+        passwd.push_str(&format!("{name}:x:{uid}:{uid}::/nonexistent:/bin/sh\n"));
         let mut group = std::fs::read_to_string("/etc/group").unwrap();
-        group.push_str(&format!("minitest:x:{uid}:\n"));
+        group.push_str(&format!("{name}:x:{uid}:\n"));
         let sub = if subids {
-            format!("minitest:{SUB_START}:65536\n")
+            format!("{name}:{sub_start}:65536\n")
         } else {
             String::new()
         };
@@ -336,37 +351,60 @@ impl User {
         let home = test_env().root.join(format!("home-{uid}-{n}"));
         std::fs::create_dir_all(&home).unwrap();
         nix::unistd::chown(&home, Some(uid.into()), Some(uid.into())).unwrap();
-        User { uid, etc, home }
+        User {
+            uid,
+            etc,
+            home,
+            cgroup: None,
+        }
+    }
+
+    /// This user's state root (`MINIBOX_ROOT`).
+    fn state(&self) -> PathBuf {
+        self.home.join("minibox")
     }
 
     /// `10-rootless ARGS…` as this user.
     fn stage(&self, args: &[&str]) -> Output {
+        self.stage_in(&self.state(), args)
+    }
+
+    /// `10-rootless ARGS…` as this user, with `MINIBOX_ROOT` at `root`.
+    fn stage_in(&self, root: &Path, args: &[&str]) -> Output {
         let script = r#"set -e
 for f in passwd group subuid subgid; do
     [ -e /etc/$f ] || { echo "no /etc/$f to bind over" >&2; exit 99; }
     mount --bind "$ETC/$f" /etc/$f
 done
-exec setpriv --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
+[ -z "$CGROUP" ] || echo $$ > "$CGROUP/cgroup.procs"
+exec "$SETPRIV" --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
         let bin = minibox_tests::stage_bin(STAGE);
-        std::process::Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                script,
-                "sh",
-            ])
-            .arg(bin)
-            .args(args)
-            .env("ETC", self.etc.path())
-            .env("RUID", self.uid.to_string())
-            .env("HOME", &self.home)
-            .env("MINIBOX_ROOT", self.home.join("minibox"))
-            .env("NO_COLOR", "1")
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("MINIBOX_SUBUID")
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(bin)
+        .args(args)
+        .env("ETC", self.etc.path())
+        .env("RUID", self.uid.to_string())
+        // By path: busybox's sh (the VMs') runs its own applet for a
+        // bare `setpriv`, which has no --reuid.
+        .env("SETPRIV", in_path("setpriv").expect("setpriv in PATH"))
+        .env("CGROUP", self.cgroup.as_deref().unwrap_or(Path::new("")))
+        .env("HOME", &self.home)
+        .env("MINIBOX_ROOT", root)
+        .env("NO_COLOR", "1")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("MINIBOX_SUBUID");
+        // A hung run fails its test rather than the whole (VM) run.
+        assert_cmd::Command::from_std(cmd)
+            .timeout(Duration::from_secs(120))
             .output()
             .expect("run unshare")
     }
@@ -380,6 +418,14 @@ exec setpriv --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
     }
 }
 
+/// Where `tool` is in PATH.
+fn in_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|file| file.is_file())
+}
+
 /// The tools a test needs to become an ordinary user and map its ids:
 /// util-linux's setpriv (busybox's has no --reuid) and uidmap's
 /// newuidmap/newgidmap. Missing is a skip said out loud — in the qemu VMs,
@@ -389,8 +435,8 @@ fn have_rootless_tools() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("util-linux"));
-    let uidmap =
-        Path::new("/usr/bin/newuidmap").exists() && Path::new("/usr/bin/newgidmap").exists();
+    // Looked up in PATH, as minibox runs them: the VMs carry them in /bin.
+    let uidmap = in_path("newuidmap").is_some() && in_path("newgidmap").is_some();
     if setpriv && uidmap {
         return true;
     }
@@ -473,6 +519,13 @@ fn rootless_refusals_are_one_line_exit_125() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(want), "{flags:?}: {err}");
     }
+    // Refused before anything was made: no container, no layer.
+    for user in [&without, &with] {
+        let left: Vec<_> = std::fs::read_dir(user.state().join("containers"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "a refused run left {left:?}");
+    }
 }
 
 #[test]
@@ -515,4 +568,328 @@ fn rootless_import_run_and_remove_files_of_other_container_users() {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// `ps -a` as `user`: the names it lists.
+fn names_seen_by(user: &User) -> Vec<String> {
+    let out = user.stage(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(out.status.success(), "ps -a: {}", stderr(&out));
+    stdout(&out).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_user_sees_and_controls_only_their_own_containers() {
+    require_root!();
+    if !have_rootless_tools() {
+        return;
+    }
+    let alice = User::nth(0, true);
+    let bob = User::nth(1, true);
+    let tag = std::process::id();
+    let (a_name, b_name, r_name) = (
+        format!("alice-{tag}"),
+        format!("bob-{tag}"),
+        format!("root-{tag}"),
+    );
+    let rootfs = default_rootfs().display().to_string();
+    let detached = |name: &str| {
+        [
+            "run", "-d", "--name", name, "--trace", "off", "--rootfs", &rootfs, "sleep", "1000",
+        ]
+        .map(str::to_string)
+    };
+    let started = stage_command(STAGE)
+        .args(["run", "-d", "--network", "none", "--name", &r_name])
+        .args(["--trace", "off", "--rootfs", &rootfs, "sleep", "1000"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("run -d as root");
+    assert!(started.status.success(), "root: {}", stderr(&started));
+    for (user, name) in [(&alice, &a_name), (&bob, &b_name)] {
+        let args = detached(name);
+        let out = user.stage(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+    }
+
+    let seen = (names_seen_by(&alice), names_seen_by(&bob));
+    // Every verb that names bob's container, as alice: not hers to find.
+    let mut refused = Vec::new();
+    for verb in [
+        vec!["stop", "-t", "1"],
+        vec!["rm", "-f"],
+        vec!["exec"],
+        vec!["logs"],
+        vec!["kill"],
+    ] {
+        let mut args = verb.clone();
+        args.push(&b_name);
+        if verb == ["exec"] {
+            args.push("true");
+        }
+        refused.push((verb.join(" "), alice.stage(&args)));
+    }
+    // MINIBOX_ROOT pointed at bob's state, or at root's: refused before
+    // anything is read.
+    let bob_root = bob.state();
+    let pointed_at_bob = [
+        alice.stage_in(&bob_root, &["ps", "-a"]),
+        alice.stage_in(&bob_root, &["stop", "-t", "1", &b_name]),
+        alice.stage_in(&bob_root, &["rm", "-f", &b_name]),
+    ];
+    let pointed_at_root = alice.stage_in(&test_env().root, &["rm", "-f", &r_name]);
+    let run_in_bobs = alice.stage_in(
+        &bob_root,
+        &["run", "--rm", "--trace", "off", "--rootfs", &rootfs, "true"],
+    );
+    // bob's and root's containers are still up after all that.
+    let bob_after = bob.stage(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    let root_after = stage_command(STAGE)
+        .args(["ps", "--format", "{{.Names}}"])
+        .output()
+        .expect("ps as root");
+
+    // Clean up before asserting: a failed assertion leaves nothing running.
+    for (user, name) in [(&alice, &a_name), (&bob, &b_name)] {
+        let out = user.stage(&["rm", "-f", name]);
+        assert!(out.status.success(), "rm -f {name}: {}", stderr(&out));
+    }
+    let removed = stage_command(STAGE)
+        .args(["rm", "-f", &r_name])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("rm -f as root");
+    assert!(removed.status.success(), "{}", stderr(&removed));
+
+    assert_eq!(seen.0, [a_name.as_str()], "alice's ps -a");
+    assert_eq!(seen.1, [b_name.as_str()], "bob's ps -a");
+    for (verb, out) in refused {
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "alice: {verb} {b_name}: {err}");
+        assert_eq!(
+            err.trim(),
+            format!("10-rootless: no such container: {b_name}"),
+            "alice: {verb}"
+        );
+    }
+    let not_yours = format!(
+        "10-rootless: {} belongs to uid {}, not to you: each user's containers are theirs alone: unset MINIBOX_ROOT or point it at a directory of yours",
+        bob_root.display(),
+        bob.uid
+    );
+    for out in &pointed_at_bob {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+        assert_eq!(stderr(out).trim(), not_yours);
+    }
+    assert_eq!(
+        run_in_bobs.status.code(),
+        Some(125),
+        "{}",
+        stderr(&run_in_bobs)
+    );
+    assert_eq!(stderr(&run_in_bobs).trim(), not_yours);
+    let err = stderr(&pointed_at_root);
+    assert_eq!(pointed_at_root.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("belongs to uid 0, not to you"), "{err}");
+    let bob_after = stdout(&bob_after);
+    assert!(
+        bob_after.starts_with(&format!("{b_name} Up")),
+        "bob's container survived alice: {bob_after}"
+    );
+    assert!(
+        stdout(&root_after).lines().any(|l| l == r_name),
+        "root's container survived alice: {}",
+        stdout(&root_after)
+    );
+    // Nothing of alice's attempts landed in bob's state.
+    let left: Vec<_> = std::fs::read_dir(bob_root.join("containers"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "bob's state after rm: {left:?}");
+}
+
+/// What systemd does for `user@UID.service` (`Delegate=yes`): a cgroup
+/// the user owns, with its `cgroup.procs`, `cgroup.subtree_control` and
+/// `cgroup.threads`, below this test's own parent, and a leaf in it where
+/// the user's commands start. The controllers are the ones systemd
+/// delegates by default (memory and pids; cpu too where offered).
+fn delegate_to(user: &mut User) -> PathBuf {
+    let base = Path::new("/sys/fs/cgroup").join(&test_env().cgroup_parent);
+    std::fs::create_dir_all(&base).expect("mkdir the test's cgroup parent");
+    let write = |file: PathBuf, text: &str| {
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("write {}: {e}", file.display()))
+    };
+    write(base.join("cgroup.subtree_control"), "+memory +pids");
+    let top = base.join(format!("delegated-{}", user.uid));
+    let leaf = top.join("session");
+    for dir in [&top, &leaf] {
+        match std::fs::create_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                panic!("mkdir {}: {e}", dir.display())
+            }
+            _ => {}
+        }
+    }
+    let own = |path: &Path| {
+        nix::unistd::chown(path, Some(user.uid.into()), Some(user.uid.into()))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()))
+    };
+    for path in [
+        top.clone(),
+        top.join("cgroup.procs"),
+        top.join("cgroup.subtree_control"),
+        top.join("cgroup.threads"),
+        leaf.clone(),
+        leaf.join("cgroup.procs"),
+        leaf.join("cgroup.threads"),
+    ] {
+        own(&path);
+    }
+    user.cgroup = Some(leaf);
+    top
+}
+
+#[test]
+fn rootless_limits_apply_in_a_delegated_cgroup_v2_subtree() {
+    require_root!();
+    let mode = cgroup_mode();
+    if mode != "v2" {
+        // Refused here instead: rootless_refusals_are_one_line_exit_125.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "not applicable here: cgroup {mode} has no delegated v2 subtree to give a user; \
+             the cgroup v2 VM runs this test (tests/vm/run.sh --cgroup v2)"
+        );
+        return;
+    }
+    if !have_rootless_tools() {
+        return;
+    }
+    let mut user = User::new(true);
+    let top = delegate_to(&mut user);
+    let name = format!("limited-{}", std::process::id());
+    let rootfs = default_rootfs().display().to_string();
+    let started = user.stage(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--trace",
+        "off",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "20",
+        "--rootfs",
+        &rootfs,
+        "sleep",
+        "1000",
+    ]);
+    let pid = user.stage(&["inspect", "--format", "{{.State.Pid}}", &name]);
+    let pid = stdout(&pid).trim().to_string();
+    let host_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    // exec's process joins the same cgroup: the container's processes,
+    // as its own cgroup namespace shows them (PID 1 and the exec'd cat).
+    let inside = user.stage(&[
+        "exec",
+        "--trace",
+        "off",
+        &name,
+        "cat",
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/pids.max",
+        "/sys/fs/cgroup/cgroup.procs",
+    ]);
+    let leaf = host_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::/"))
+        .map(|rel| Path::new("/sys/fs/cgroup").join(rel));
+    let limits = leaf.as_ref().map(|dir| {
+        ["memory.max", "pids.max"].map(|f| {
+            std::fs::read_to_string(dir.join(f)).map_or_else(|e| e.to_string(), |t| t.trim().into())
+        })
+    });
+    let removed = user.stage(&["rm", "-f", &name]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    assert!(removed.status.success(), "{}", stderr(&removed));
+
+    let leaf = leaf.unwrap_or_else(|| panic!("pid {pid:?}: no cgroup v2 line in {host_cgroup:?}"));
+    assert_eq!(
+        leaf.parent(),
+        Some(top.join("minibox").as_path()),
+        "the container's cgroup is below the delegated top"
+    );
+    assert_eq!(
+        limits,
+        Some(["67108864".to_string(), "20".to_string()]),
+        "memory.max and pids.max of {}",
+        leaf.display()
+    );
+    assert!(inside.status.success(), "{}", stderr(&inside));
+    let inside = stdout(&inside);
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[..2], ["67108864", "20"], "{inside}");
+    // PID 1, exec's cat, and exec's own minibox process, which joined the
+    // cgroup from outside the container's PID namespace (so it reads as 0).
+    let mut procs = lines[2..].to_vec();
+    procs.sort_unstable();
+    assert_eq!(procs.len(), 3, "{inside}");
+    assert_eq!(procs[..2], ["0", "1"], "{inside}");
+    assert!(!leaf.exists(), "rm -f removed {}", leaf.display());
+    // The delegated cgroup itself holds no process of the container.
+    let procs = std::fs::read_to_string(top.join("cgroup.procs")).unwrap_or_default();
+    assert!(
+        procs.trim().is_empty(),
+        "processes in {}: {procs}",
+        top.display()
+    );
+}
+
+#[test]
+fn trace_of_a_rootless_run() {
+    require_root!();
+    if !have_rootless_tools() {
+        return;
+    }
+    let user = User::new(true);
+    let rootfs = default_rootfs().display().to_string();
+    let run = || {
+        user.stage(&[
+            "run", "--rm", "--trace", "tree", "--rootfs", &rootfs, "true",
+        ])
+    };
+    // Once before, as for root's trace: the seccomp cache then exists.
+    let warm = run();
+    assert!(warm.status.success(), "{}", stderr(&warm));
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The user's state root and uid differ from run to run and machine to
+    // machine; the subordinate range is the test's own.
+    let trace = stderr(&out).replace(&user.state().display().to_string(), "[STATE]");
+    let trace = redact_trace(&trace);
+    let trace = regex::Regex::new(&format!(r"\b{}\b", user.uid))
+        .unwrap()
+        .replace_all(&trace, "[UID]")
+        .into_owned();
+    let trace = regex::Regex::new(r#"sethostname\("[0-9a-f]{12}"\)"#)
+        .unwrap()
+        .replace_all(&trace, r#"sethostname("[ID]")"#)
+        .into_owned();
+    let trace = regex::Regex::new(r"(new[ug]idmap) \d+")
+        .unwrap()
+        .replace_all(&trace, "$1 [PID]")
+        .into_owned();
+    // The same three processes as root's; the maps written by the setuid
+    // helpers, since only they may grant the subordinate range.
+    for who in [
+        "run  (pid [PID])",
+        "child  (pid [PID])",
+        "init  (pid 1, host pid [PID])",
+        "newuidmap",
+        "newgidmap",
+    ] {
+        assert!(trace.contains(who), "{who} missing:\n{trace}");
+    }
+    insta::assert_snapshot!(format!("trace_10_rootless_{}", cgroup_mode()), trace);
 }

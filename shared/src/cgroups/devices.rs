@@ -511,9 +511,11 @@ pub fn apply_v1(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
 /// machine, a BPF program on v2. Call it after [`Cgroup::create`] and
 /// before init starts, so that init's own `mknod`s are already checked.
 pub fn apply(cgroup: &Cgroup, rules: &[DeviceRule]) -> Result<()> {
-    if cgroup.dirs().is_empty() {
-        // [`Cgroup::none`]: a rootless container, which cannot make device
-        // nodes, and opens the host's only as its user may.
+    if cgroup.dirs().is_empty() || !nix::unistd::geteuid().is_root() {
+        // A rootless container (stage 10), with no cgroup or one in a
+        // delegated subtree: it cannot make device nodes (no user namespace
+        // may), and opens the host's only as its user may. Loading a BPF
+        // program would take CAP_BPF on the host, which a user lacks.
         return Ok(());
     }
     match &cgroup.hierarchy {

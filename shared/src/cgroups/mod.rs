@@ -238,6 +238,30 @@ impl Cgroup {
     /// Create the container's cgroup under `parent` and write `limits`.
     /// On failure, whatever was created is removed again.
     pub fn create(hierarchy: Hierarchy, parent: &str, id: &str, limits: &Limits) -> Result<Cgroup> {
+        Cgroup::create_below(hierarchy, None, parent, id, limits)
+    }
+
+    /// [`create`](Self::create) in a cgroup v2 subtree delegated to the
+    /// caller (stage 10, rootless): `parent` starts with `delegated`, and
+    /// controllers are enabled only from `delegated` down — the cgroups
+    /// above it are root's, and offer what they already do.
+    pub fn create_delegated(
+        hierarchy: Hierarchy,
+        delegated: &str,
+        parent: &str,
+        id: &str,
+        limits: &Limits,
+    ) -> Result<Cgroup> {
+        Cgroup::create_below(hierarchy, Some(Path::new(delegated)), parent, id, limits)
+    }
+
+    fn create_below(
+        hierarchy: Hierarchy,
+        delegated: Option<&Path>,
+        parent: &str,
+        id: &str,
+        limits: &Limits,
+    ) -> Result<Cgroup> {
         process::checkpoint()?;
         let mut cgroup = Cgroup {
             hierarchy,
@@ -249,7 +273,7 @@ impl Cgroup {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match cgroup.make_directories(parent) {
+            match cgroup.make_directories(parent, delegated) {
                 // ENOENT: the parent is gone; ENODEV: it is being removed
                 // right now (a dying cgroup's files answer ENODEV).
                 Err(Error::Sys {
@@ -293,6 +317,15 @@ impl Cgroup {
         self.removed = false;
     }
 
+    /// `parent`, as given to [`create`](Self::create) (and recorded for
+    /// `exec`, `stop` and `rm` to find the cgroup again).
+    pub fn parent(&self) -> String {
+        self.relative
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+
     /// Every directory of this cgroup: one per tree.
     pub fn dirs(&self) -> Vec<PathBuf> {
         match &self.hierarchy {
@@ -321,18 +354,24 @@ impl Cgroup {
         }
     }
 
-    fn make_directories(&mut self, parent: &str) -> Result<()> {
+    fn make_directories(&mut self, parent: &str, delegated: Option<&Path>) -> Result<()> {
         match self.hierarchy.clone() {
             Hierarchy::Unified { root } => {
-                let wanted = v2::available_controllers(&root);
+                // Ours to change: the whole tree, or a delegated subtree.
+                let top = delegated.map_or_else(|| root.clone(), |d| root.join(d));
+                let wanted = v2::available_controllers(&top);
+                let enable = |dir: &Path| match dir.starts_with(&top) {
+                    true => v2::enable_controllers(dir, &wanted),
+                    false => Ok(()),
+                };
                 // Enable the controllers on the root and on every parent, but
                 // not on the leaf: it will hold processes.
                 let mut dir = root.clone();
-                v2::enable_controllers(&dir, &wanted)?;
+                enable(&dir)?;
                 for component in Path::new(parent).components() {
                     dir.push(component);
                     self.mkdir_parent(&dir)?;
-                    v2::enable_controllers(&dir, &wanted)?;
+                    enable(&dir)?;
                 }
                 mkdir_leaf(&root.join(&self.relative))
             }

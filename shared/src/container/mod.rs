@@ -461,6 +461,8 @@ pub struct ExecArgs {
 impl Verb {
     /// Carry out the verb; its exit code for the binary to exit with.
     pub fn execute(self, extensions: &[&dyn Extension]) -> Result<Exit> {
+        // Stage 10: an ordinary user sees and controls only their own.
+        crate::paths::check_roots_are_mine().map_err(Error::failed)?;
         match self {
             Verb::Ps {
                 all,

@@ -144,9 +144,14 @@ impl UserNamespace {
 /// The container's cgroup. As root, stage 05's. An ordinary user may
 /// write no cgroup on a v1 (or hybrid) machine — the trees are root's —
 /// so there a rootless container gets none, and asking for limits is an
-/// error rather than limits silently dropped. On v2 the user's own cgroup
-/// is used when it is writable (delegated, as systemd's `user@.service`
-/// does): the container's cgroup goes below it.
+/// error rather than limits silently dropped. On v2 a user may have a
+/// *delegated* subtree: systemd's `user@UID.service` (and the tests) chown
+/// a cgroup and its `cgroup.procs`, `cgroup.subtree_control` and
+/// `cgroup.threads` to the user, who may then make cgroups below it, enable
+/// the controllers it was given, and move their own processes between
+/// them. The container's cgroup goes to `DELEGATED/PARENT/ID`, where
+/// DELEGATED is the topmost cgroup above the user's own that the user may
+/// write.
 pub fn cgroup(
     hierarchy: crate::cgroups::Hierarchy,
     parent: &str,
@@ -166,16 +171,26 @@ pub fn cgroup(
                 .find_map(|l| l.strip_prefix("0::/"))
                 .unwrap_or("")
                 .to_string();
-            let dir = root.join(&own);
-            if !own.is_empty() && nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_ok()
-            {
-                trace::note(
-                    format!("access({:?}, W_OK)", dir.display().to_string()),
-                    Some("delegated to you: the container's cgroup goes below it".into()),
-                );
-                return Cgroup::create(hierarchy, &format!("{own}/{parent}"), id, limits);
+            match delegated_top(root, &own) {
+                Some(top) => {
+                    let dir = root.join(&top);
+                    trace::note(
+                        format!("access({:?}, W_OK)", dir.display().to_string()),
+                        Some("the top of the cgroup subtree delegated to you: the container's cgroup goes below it".into()),
+                    );
+                    check_delegated(&dir, &top, limits)?;
+                    // `start` runs the container again with the parent
+                    // its record kept, the delegated prefix included.
+                    let parent = match parent.starts_with(&format!("{top}/")) {
+                        true => parent.to_string(),
+                        false => format!("{top}/{parent}"),
+                    };
+                    return Cgroup::create_delegated(hierarchy, &top, &parent, id, limits);
+                }
+                None => format!(
+                    "your cgroup /{own} is not delegated to you (not writable): start minibox inside one that is, e.g. with `systemd-run --user --scope`"
+                ),
             }
-            format!("your cgroup /{own} is not delegated to you (not writable)")
         }
         Hierarchy::Legacy { mode, .. } => {
             format!("cgroup {mode}: its trees belong to root, and rootless containers get cgroups only from a delegated cgroup v2 subtree")
@@ -188,6 +203,70 @@ pub fn cgroup(
     }
     trace::note("no cgroup", Some(format!("rootless: {why}")));
     Ok(Cgroup::none(hierarchy.mode()))
+}
+
+/// The topmost cgroup from `own` upwards (relative to the v2 `root`) that
+/// the caller may write: the top of a delegated subtree. `None` when not
+/// even `own` is writable (an ordinary login session's scope is root's).
+fn delegated_top(root: &std::path::Path, own: &str) -> Option<String> {
+    let writable =
+        |dir: &std::path::Path| nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok();
+    let mut top = None;
+    let mut path = std::path::PathBuf::from(own);
+    while !path.as_os_str().is_empty() && writable(&root.join(&path)) {
+        top = Some(path.display().to_string());
+        path.pop();
+    }
+    top
+}
+
+/// Refuse, in one line, what the delegated subtree cannot give: a limit
+/// whose controller was not delegated, or controllers that would have to be
+/// enabled on a cgroup that holds processes itself (v2 enables controllers
+/// only for the children of a cgroup without processes).
+fn check_delegated(
+    dir: &std::path::Path,
+    top: &str,
+    limits: &crate::cgroups::Limits,
+) -> Result<()> {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let offered = read("cgroup.controllers");
+    let needed = [
+        (
+            "memory",
+            limits.memory.is_some() || limits.memory_swap.is_some(),
+        ),
+        (
+            "cpu",
+            limits.cpu_quota_us.is_some() || limits.cpu_shares.is_some(),
+        ),
+        (
+            "cpuset",
+            limits.cpuset_cpus.is_some() || limits.cpuset_mems.is_some(),
+        ),
+        ("pids", limits.pids_max.is_some()),
+    ];
+    for (controller, asked) in needed {
+        if asked && !offered.split_whitespace().any(|c| c == controller) {
+            return Err(Error::Usage(format!(
+                "the {controller} controller is not delegated to you in /{top} ({}): ask for fewer limits, or delegate {controller} too (systemd: Delegate= in user@.service)",
+                match offered.trim() {
+                    "" => "it offers none".to_string(),
+                    some => format!("it offers {some}"),
+                }
+            )));
+        }
+    }
+    let enabled = read("cgroup.subtree_control");
+    let missing = crate::cgroups::v2::available_controllers(dir)
+        .into_iter()
+        .any(|c| !enabled.split_whitespace().any(|e| e == c));
+    if missing && !read("cgroup.procs").trim().is_empty() {
+        return Err(Error::Usage(format!(
+            "your delegated cgroup /{top} holds processes itself, so no controller can be enabled below it (cgroup v2's no-internal-processes rule): start minibox from a cgroup below /{top}"
+        )));
+    }
+    Ok(())
 }
 
 /// Rootless: `--network none` unless another mode was typed — a bridge

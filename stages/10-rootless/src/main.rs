@@ -149,6 +149,10 @@ fn run(mut args: RunArgs) -> Result<Exit> {
     layer::remove_stale(container::state::exists);
     // Rootless, a cgroup only where one is the user's to write.
     let mut cgroup = userns::cgroup(hierarchy, &args.resources.cgroup_parent, &id, &limits)?;
+    // Where exec, stop and rm find it: rootless, below the delegated subtree.
+    if !cgroup.dirs().is_empty() {
+        record.cgroup_parent = cgroup.parent();
+    }
     // Which devices the container may open, before init exists.
     devices::apply(&cgroup, &args.security.device_rules())?;
     let layer = Layer::create(&id, &image)?;
