@@ -217,7 +217,7 @@ else
         echo "/dev/vda / ext4 rw,errors=remount-ro 0 1" > /etc/fstab
         mkdir -p /etc/systemd/network
         printf "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n" > /etc/systemd/network/20-wired.network
-        systemctl enable systemd-networkd.service
+        systemctl enable systemd-networkd.service >/dev/null
         # No DNS in the VM (restricted user networking): sshd must not wait for it.
         echo "UseDNS no" > /etc/ssh/sshd_config.d/minibox.conf
     ' bash "$pubkey"
@@ -252,8 +252,22 @@ fi
 
 # --- 2. this work tree into the VM, built there with the VM's toolchain
 copy_repo
-phase "build: cargo build, test --no-run and clippy as vagrant with the VM's own toolchain (in the chroot: TCG would take hours)"
-if ! in_root "$root" su - vagrant -c 'cd minibox && cargo build --workspace --quiet && cargo test --workspace --no-run --quiet && cargo clippy --workspace --all-targets --quiet -- -D warnings' > "$dir/build.log" 2>&1; then
+# The crates: crates.io is a package registry a student reaches, but
+# what reaches it from here may be a TLS-intercepting proxy whose CA the
+# VM does not know. So the crates the lock file names are fetched by this
+# machine's cargo into the VM user's registry, and the VM builds offline
+# from them; without a cargo here, the VM's cargo fetches them itself.
+if command -v cargo >/dev/null; then
+    phase "crates: cargo fetch --locked by this machine's cargo into the VM's ~/.cargo/registry"
+    CARGO_HOME=$root/home/vagrant/.cargo cargo fetch --locked --quiet \
+        --manifest-path "$root/home/vagrant/minibox/Cargo.toml" || die "cargo fetch failed"
+else
+    phase "crates: fetched by the VM's cargo (no cargo on this machine)"
+    in_root "$root" su - vagrant -c 'cd minibox && cargo fetch --locked --quiet' || die "cargo fetch in the VM's root failed"
+fi
+in_root "$root" chown -R vagrant:vagrant /home/vagrant/.cargo
+phase "build: cargo build, test --no-run and clippy as vagrant with the VM's own toolchain, offline (in the chroot: TCG would take hours)"
+if ! in_root "$root" su - vagrant -c 'cd minibox && export CARGO_NET_OFFLINE=true && cargo build --workspace --quiet && cargo test --workspace --no-run --quiet && cargo clippy --workspace --all-targets --quiet -- -D warnings' > "$dir/build.log" 2>&1; then
     tail -n 30 "$dir/build.log" >&2
     die "the workspace did not build in the VM's root with $(in_root "$root" rustc --version 2>/dev/null) (log: $dir/build.log)"
 fi
