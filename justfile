@@ -132,7 +132,10 @@ test-host: rootfs
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo build --workspace
-    {{sudo}} env "PATH=$PATH" cargo test --workspace
+    @# PATH: cargo's (rustup puts it in ~/.cargo/bin), plus the sbin
+    @# directories a Debian user's PATH lacks and the tests run tools from
+    @# (nft, ip): sudo's secure_path would have them, but not cargo.
+    {{sudo}} env "PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin" cargo test --workspace
     @# Runs keep their parent cgroup for the next run; the test processes' own go now.
     {{sudo}} find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -depth -type d -name 'minibox-test-*' -exec rmdir {} + 2>/dev/null || true
 
