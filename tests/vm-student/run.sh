@@ -116,8 +116,10 @@ ns_pid=""
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     # The namespaces die with their first process; their mounts and every
-    # process in them (chroot's, qemu, ssh) go with them.
-    if [ -n "$ns_pid" ]; then kill "$ns_pid" 2>/dev/null || true; wait "$ns_pid" 2>/dev/null || true; fi
+    # process in them (chroot's, qemu, ssh) go with them. SIGKILL: unshare
+    # --fork ignores SIGTERM and SIGINT while it waits; killed, it takes
+    # its child along (--kill-child), and the kernel the PID namespace.
+    if [ -n "$ns_pid" ]; then kill -KILL "$ns_pid" 2>/dev/null || true; wait "$ns_pid" 2>/dev/null || true; fi
     rm -rf "$cache/$key.tmp" "$dir/disk.img"
 }
 trap cleanup EXIT
