@@ -758,12 +758,24 @@ fn without_root_the_checker_says_so_and_exits_2() {
     if !root("without_root_the_checker_says_so_and_exits_2") {
         return;
     }
-    let mut nobody = std::process::Command::new(assert_cmd::cargo::cargo_bin("minibox-check"));
+    // A copy in a directory of its own under /tmp: the checkout may sit
+    // in a home directory nobody cannot enter (Debian makes them 0700),
+    // and then exec would fail before the checker could say anything.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("minibox-check-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory under the temp dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    let binary = dir.join("minibox-check");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("minibox-check"), &binary)
+        .expect("copy the checker");
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    let mut nobody = std::process::Command::new(&binary);
     std::os::unix::process::CommandExt::uid(&mut nobody, 65534);
     std::os::unix::process::CommandExt::gid(&mut nobody, 65534);
     nobody.args(["1", "--runtime", "true {host_cmd}"]);
-    Command::from_std(nobody)
-        .assert()
+    let assert = Command::from_std(nobody).assert();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert
         .code(2)
         .stderr(predicate::str::contains("needs root"));
 }

@@ -205,7 +205,7 @@ pub fn parse_id_list(text: &str) -> std::result::Result<Vec<u32>, String> {
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     for (unit, size) in UNITS {
-        if bytes >= size && bytes.is_multiple_of(size) {
+        if bytes >= size && bytes % size == 0 {
             return format!("{} {unit}", bytes / size);
         }
     }

@@ -61,7 +61,7 @@ impl Attrs {
         self.0.extend_from_slice(&(len as u16).to_ne_bytes());
         self.0.extend_from_slice(&kind.to_ne_bytes());
         self.0.extend_from_slice(value);
-        while !self.0.len().is_multiple_of(4) {
+        while self.0.len() % 4 != 0 {
             self.0.push(0);
         }
         self

@@ -277,7 +277,7 @@ pub fn current() -> Result<(Caps, Caps)> {
         step: "capget()".into(),
         errno,
     })?;
-    let join = |lo: u32, hi: u32| Caps(u64::from(lo) | u64::from(hi) << 32);
+    let join = |lo: u32, hi: u32| Caps(u64::from(lo) | (u64::from(hi) << 32));
     Ok((
         join(data[0].permitted, data[1].permitted),
         join(data[0].effective, data[1].effective),
