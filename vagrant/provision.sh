@@ -113,6 +113,29 @@ else
     say "rootfs: not built yet (needs just): run 'just rootfs' in $repo"
 fi
 
+# Stage 10: as root, `--userns=remap` maps container root to subordinate
+# ids owned by the system user `minibox`; rootless runs use the student's
+# own range. Ranges must not overlap (two users sharing host ids could
+# reach each other's files), so a new one starts after the highest in use.
+# Files only: the same in a chroot as booted.
+next_free_id() {
+    cat /etc/subuid /etc/subgid 2>/dev/null \
+        | awk -F: 'BEGIN { end = 100000 } NF == 3 && $2 + $3 > end { end = $2 + $3 } END { print end }'
+}
+if ! id minibox >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin minibox
+    say "subordinate ids: added the system user minibox"
+fi
+for owner in minibox "$user"; do
+    if grep -q "^$owner:" /etc/subuid 2>/dev/null && grep -q "^$owner:" /etc/subgid 2>/dev/null; then
+        say "subordinate ids: $owner has $(grep "^$owner:" /etc/subuid | cut -d: -f2-)"
+    else
+        start=$(next_free_id)
+        usermod --add-subuids "$start-$((start + 65535))" --add-subgids "$start-$((start + 65535))" "$owner"
+        say "subordinate ids: gave $owner $start-$((start + 65535))"
+    fi
+done
+
 profile=$user_home/.profile
 # shellcheck disable=SC2016 # the line is written literally, for the login shell to expand
 line='export PATH="$HOME/.cargo/bin:$PATH"'
