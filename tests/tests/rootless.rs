@@ -400,7 +400,9 @@ exec "$SETPRIV" --reuid="$RUID" --regid="$RUID" --clear-groups -- "$@""#;
         .env("HOME", &self.home)
         .env("MINIBOX_ROOT", root)
         .env("NO_COLOR", "1")
-        .env_remove("XDG_RUNTIME_DIR")
+        // Its runtime directory in its home too (a login session would
+        // give one): the /tmp/minibox-UID fallback would outlive the test.
+        .env("XDG_RUNTIME_DIR", &self.home)
         .env_remove("MINIBOX_SUBUID");
         // A hung run fails its test rather than the whole (VM) run.
         assert_cmd::Command::from_std(cmd)
