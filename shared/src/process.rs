@@ -1024,6 +1024,14 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
 /// process by PID reuse.
 pub struct PidFd(OwnedFd);
 
+/// `pidfd_open(2)` (Linux 5.3), untraced: each caller says what it means.
+fn pidfd_open(pid: i32) -> nix::Result<PidFd> {
+    // SAFETY: pidfd_open takes a pid and flags, no memory.
+    let fd = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: the kernel just gave us this fd, and nothing else owns it.
+    Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+}
+
 impl AsFd for PidFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
@@ -1035,14 +1043,13 @@ impl PidFd {
     /// if it still matches, the pidfd refers to that process.
     pub fn open(stamp: &ProcessStamp) -> Result<Option<PidFd>> {
         let pid = stamp.pid;
-        // SAFETY: pidfd_open takes a pid and flags, no memory.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let Ok(fd) = Errno::result(fd) else {
+        let Ok(pidfd) = pidfd_open(pid) else {
             return Ok(None); // ESRCH: gone
         };
-        // SAFETY: the kernel just gave us this fd.
-        let pidfd = PidFd(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-        trace::note(format!("pidfd_open({pid})"), Some(format!("fd {fd}")));
+        trace::note(
+            format!("pidfd_open({pid})"),
+            Some(format!("fd {}", pidfd.0.as_raw_fd())),
+        );
         if !stamp.is_alive() {
             return Ok(None); // a different process now has that pid
         }
@@ -1052,13 +1059,11 @@ impl PidFd {
     /// A pidfd for our own child: until we reap it, its pid cannot be
     /// reused, so no stamp is needed. Readable once the child has ended.
     pub fn of_child(pid: Pid) -> Result<PidFd> {
-        // SAFETY: pidfd_open takes a pid and flags, no memory.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-        let fd = trace::step_shows(format!("pidfd_open({pid}, 0)"), Errno::result(fd), |fd| {
-            Some(format!("fd {fd}"))
-        })?;
-        // SAFETY: the kernel just gave us this fd.
-        Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+        trace::step_shows(
+            format!("pidfd_open({pid}, 0)"),
+            pidfd_open(pid.as_raw()),
+            |fd| Some(format!("fd {}", fd.0.as_raw_fd())),
+        )
     }
 
     pub fn signal(&self, signal: Signal) -> Result<()> {
